@@ -1,0 +1,114 @@
+"""The run configuration: one typed dataclass, each field documented (it is also the TOML schema)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+MODES = ("peer", "single", "random", "early")
+
+
+@dataclass
+class RunConfig:
+    # --- the group
+    task: str = "room-6"
+    """Task of every peer: room-3/6/21/27/33, halfcheetah, hopper, walker2d, ant, or a Gymnasium id."""
+    peers: int = 3
+    """Number of peers started by `peerlearn run` (ignored by `orchestrate`, which uses --peers addresses)."""
+    roles: list[str] = field(default_factory=list)
+    """Role of each started peer: learner (default), expert or adversary (scripted Room advisers)."""
+    steps: int = 6_000
+    """Env steps per acting peer (the budget is per peer, as in the paper)."""
+    seed: int = 0
+    """Seed of the orchestrator; peer i is seeded with seed * 1000 + i."""
+    # --- the method (ALGORITHM.md)
+    mode: str = "peer"
+    """peer (trust-based advice), single (no advice), random (follow a random peer), early (early advising)."""
+    use_critic: bool = True
+    use_trust: bool = True
+    use_agent_values: bool = True
+    use_advantage: bool = True
+    follow_steps: int = 10
+    temperature: float = 1.0
+    init_trust: float = 200.0
+    init_agent_value: float = 200.0
+    reputation_lr: float = 0.001
+    """alpha of the trust and agent-value updates (Eq. 4, 7)."""
+    suggestion_buffer: int = 1000
+    trust_batch: int = 10
+    """Entries per trust update; agent values draw max(1, trust_batch // N) per learning peer."""
+    early_fraction: float = 0.74
+    """Share of the budget during which `early` mode follows random other peers."""
+    # --- evaluation, results, transport
+    eval_every: int = 1_000
+    """Own env steps between evaluations (the paper: 10,000)."""
+    eval_episodes: int = 0
+    """Episodes per evaluation; 0 = exact for Room (every goal once), 10 otherwise."""
+    log_every: int = 100
+    """Group steps between rows of group.csv and TensorBoard scalars."""
+    checkpoint_every: int = 0
+    """Group steps between peer checkpoints; 0 = only at the end."""
+    out: str = "runs"
+    name: str = ""
+    """Run folder name under `out`; empty = <task>-<mode>-s<seed>-<time>. Existing folders are never reused."""
+    transport: str = "grpc"
+    """grpc (every peer its own process) or inproc (peers as objects in this process)."""
+    status_port: int = 0
+    """Port of the orchestrator's status service; 0 = any free port, -1 = off."""
+    rpc_timeout_s: float = 5.0
+    step_timeout_s: float = 10.0
+    progress: bool = True
+    learner: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the learner preset, e.g. {learning_starts = 500}."""
+
+    def validate(self) -> RunConfig:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.transport not in ("grpc", "inproc"):
+            raise ValueError(f"transport must be grpc or inproc, got {self.transport!r}")
+        if self.peers < 1 or self.steps < 1 or self.follow_steps < 1:
+            raise ValueError("peers, steps and follow_steps must be >= 1")
+        if self.mode == "peer" and not (self.use_critic or self.use_trust or self.use_agent_values):
+            raise ValueError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
+        if self.roles and len(self.roles) != self.peers:
+            raise ValueError(f"roles lists {len(self.roles)} entries for {self.peers} peers")
+        return self
+
+    def role(self, index: int) -> str:
+        return self.roles[index] if self.roles else "learner"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RunConfig:
+        data = tomllib.loads(Path(path).read_text())
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for flat configs with one level of tables (no TOML writer in the stdlib)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines += ["", f"[{k}]", *(f"{kk} = {value(vv)}" for kk, vv in v.items())]
+    return "\n".join(lines) + "\n"

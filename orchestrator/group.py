@@ -1,0 +1,383 @@
+"""The lock-step group loop (ALGORITHM.md sections 2-5, with the decisions of section 9).
+
+One group step, top to bottom:
+  1. plan      who must decide (every `follow_steps` own steps) and whom each acting peer asks;
+  2. Suggest   one batched call per adviser, all advisers concurrently;
+  3. Evaluate  one batched call per acting learner, concurrently: Q of its candidate actions and
+               V of the suggestion-buffer samples that its trust and the group's agent values need;
+  4. update    trust (own evidence) and agent values (pooled evidence), then choose by softmax;
+  5. Step      one call per acting peer, concurrently; executed transitions enter the buffers.
+A missing, late or invalid reply makes that peer abstain from the round; it never stops the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import peerlearn
+from orchestrator.buffers import Batch, SuggestionBuffer
+from orchestrator.config import RunConfig
+from orchestrator.transport import PeerCallError, PeerClient
+from orchestrator.trust import choose, combine, td_targets, update_reputation
+from peerlearn.messages import EvalResult, PeerInfo, StepResult
+from peerlearn.tensors import WireError, spaces_equal
+from peerlearn.validation import check_actions, check_states, check_values
+
+NOBODY = -1
+
+
+@dataclass
+class Member:
+    """The orchestrator's memory of one peer."""
+
+    index: int
+    client: PeerClient
+    info: PeerInfo
+    trust: np.ndarray
+    follow_counts: np.ndarray  # env steps on which this peer executed peer j's suggestion
+    buffer: SuggestionBuffer | None = None
+    obs: np.ndarray | None = None
+    step_id: int = 0  # the peer's last applied step id
+    steps: int = 0  # env steps taken in this run
+    following: int = NOBODY
+    redecide: bool = True
+    consecutive_failures: int = 0
+    last_episode_return: float = math.nan
+    last_eval_return: float = math.nan
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.info.peer_id
+
+    @property
+    def acts(self) -> bool:
+        return self.info.capabilities.acts
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.step_id < self.info.warmup_steps
+
+
+@dataclass
+class Plan:
+    deciding: bool
+    ask: list[int]  # adviser indices to ask (empty: act on own policy)
+
+
+class GroupError(RuntimeError):
+    """The group cannot run (incompatible peers, nobody able to act)."""
+
+
+class Group:
+    def __init__(self, members: list[Member], config: RunConfig, recorder: Any = None) -> None:
+        self.members = members
+        self.config = config
+        self.recorder = recorder
+        self.rng = np.random.default_rng(config.seed)
+        n = len(members)
+        self.agent_values = np.full(n, config.init_agent_value, dtype=np.float64)
+        self.advisers = [m.index for m in members if m.info.capabilities.advises]
+        self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
+        self.av_batch = max(1, config.trust_batch // n)  # section 9.5: at least one entry per peer
+        self.t = 0
+        self.started = time.perf_counter()
+        self.round_seconds = {"suggest": 0.0, "evaluate": 0.0, "step": 0.0}
+
+    # ------------------------------------------------------------------ set-up
+    @classmethod
+    async def connect(cls, clients: list[PeerClient], config: RunConfig, recorder: Any = None) -> Group:
+        infos = await asyncio.gather(*(c.get_info() for c in clients))
+        check_compatible(infos)
+        n = len(clients)
+        members = [Member(index=i, client=c, info=info, trust=np.full(n, config.init_trust),
+                          follow_counts=np.zeros(n, dtype=np.int64))
+                   for i, (c, info) in enumerate(zip(clients, infos, strict=True))]
+        obs_shape = tuple(infos[0].observation_space.shape or ())
+        for m in members:
+            if m.acts:
+                m.buffer = SuggestionBuffer(config.suggestion_buffer, obs_shape)
+        return cls(members, config, recorder)
+
+    async def reset(self) -> None:
+        async def reset_one(m: Member) -> None:
+            m.obs, m.step_id = await m.client.reset(self.config.seed * 1000 + m.index)
+
+        await asyncio.gather(*(reset_one(m) for m in self.members if m.acts))
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, steps: int, on_step: Callable[[Group], Awaitable[None] | None] | None = None) -> None:
+        await self.evaluate_all(force=True)
+        while self.t < steps:
+            await self.step()
+            await self.evaluate_all()
+            if self.config.checkpoint_every and self.t % self.config.checkpoint_every == 0:
+                await self.checkpoint()
+            if on_step is not None:
+                maybe = on_step(self)
+                if maybe is not None:
+                    await maybe
+        if self.t % self.config.eval_every != 0:
+            await self.evaluate_all(force=True)
+
+    async def step(self) -> None:
+        acting = [m for m in self.members if m.acts and m.obs is not None]
+        plans = {m.index: self._plan(m) for m in acting}
+
+        t0 = time.perf_counter()
+        suggestions = await self._suggest_round(plans)
+        t1 = time.perf_counter()
+        q_values, samples = await self._evaluate_round(acting, plans, suggestions)
+        t2 = time.perf_counter()
+        # The samples were drawn from buffers holding the previous step's transition and scored by
+        # critics that trained on it: this is the reference's "update after every env step".
+        self._update_reputations(samples)
+        choices = {m.index: self._choose(m, plans[m.index], suggestions, q_values.get(m.index)) for m in acting}
+        await self._step_round(acting, choices)
+        t3 = time.perf_counter()
+
+        self.round_seconds["suggest"] += t1 - t0
+        self.round_seconds["evaluate"] += t2 - t1
+        self.round_seconds["step"] += t3 - t2
+        self.t += 1
+        if self.recorder is not None and self.t % self.config.log_every == 0:
+            self.recorder.group_row(self)
+
+    # 1. plan ---------------------------------------------------------------
+    def _plan(self, m: Member) -> Plan:
+        cfg = self.config
+        advisers = self.advisers
+        if cfg.mode == "single" or m.in_warmup or not advisers:
+            return Plan(False, [])
+        if cfg.mode == "early":
+            others = [a for a in advisers if a != m.index]
+            if m.steps >= cfg.early_fraction * cfg.steps or not others:
+                return Plan(False, [])
+            return Plan(True, [int(self.rng.choice(others))])
+        if not (m.redecide or m.following == NOBODY or m.step_id % cfg.follow_steps == 0):
+            return Plan(False, [m.following])
+        if cfg.mode == "random":
+            return Plan(True, [int(self.rng.choice(advisers))])
+        return Plan(True, advisers)
+
+    # 2. Suggest round ------------------------------------------------------
+    async def _suggest_round(self, plans: dict[int, Plan]) -> dict[tuple[int, int], np.ndarray]:
+        askers: dict[int, list[int]] = {}
+        for asker, plan in plans.items():
+            for adviser in plan.ask:
+                askers.setdefault(adviser, []).append(asker)
+        if not askers:
+            return {}
+        space = self.members[0].info.action_space
+
+        async def ask(adviser: int, who: list[int]) -> dict[tuple[int, int], np.ndarray]:
+            states = np.stack([self.members[a].obs for a in who]).astype(np.float32)
+            member = self.members[adviser]
+            try:
+                actions = check_actions(await member.client.suggest(states, False), space, len(who), "actions")
+            except (PeerCallError, WireError) as err:
+                self._failed(member, "Suggest", err)
+                return {}
+            member.consecutive_failures = 0
+            return {(a, adviser): actions[k] for k, a in enumerate(who)}
+
+        results = await asyncio.gather(*(ask(adv, who) for adv, who in askers.items()))
+        return {key: act for part in results for key, act in part.items()}
+
+    # 3. Evaluate round -----------------------------------------------------
+    async def _evaluate_round(self, acting: list[Member], plans: dict[int, Plan],
+                              suggestions: dict[tuple[int, int], np.ndarray],
+                              ) -> tuple[dict[int, tuple[list[int], np.ndarray]], list[tuple[Member, str, Batch, np.ndarray]]]:
+        cfg = self.config
+        reputations = cfg.mode == "peer" and (cfg.use_trust or cfg.use_agent_values)
+        obs_space = self.members[0].info.observation_space
+
+        async def evaluate(m: Member) -> tuple[int, tuple[list[int], np.ndarray] | None, list]:
+            plan = plans.get(m.index, Plan(False, []))
+            candidates = [j for j in plan.ask if (m.index, j) in suggestions] if (
+                plan.deciding and cfg.mode == "peer" and cfg.use_critic) else []
+            draws: list[tuple[str, Batch]] = []
+            if reputations and m.buffer is not None:
+                if cfg.use_trust and (b := m.buffer.sample(self.rng, cfg.trust_batch)) is not None:
+                    draws.append(("trust", b))
+                if cfg.use_agent_values and (b := m.buffer.sample(self.rng, self.av_batch)) is not None:
+                    draws.append(("agent_values", b))
+            if not candidates and not draws:
+                return m.index, None, []
+            q_states = np.repeat(m.obs[None].astype(np.float32), len(candidates), axis=0) if candidates else \
+                np.zeros((0, *obs_space.shape), np.float32)
+            q_actions = np.stack([suggestions[(m.index, j)] for j in candidates]) if candidates else \
+                np.zeros((0, *(self.members[0].info.action_space.shape or ())),
+                         np.int64 if not self.members[0].info.action_space.shape else np.float32)
+            v_states = np.concatenate([np.concatenate([b.next_obs, b.obs]) for _, b in draws]) if draws else \
+                np.zeros((0, *obs_space.shape), np.float32)
+            try:
+                q, v = await m.client.evaluate(q_states, q_actions, check_states(v_states, obs_space, "v"))
+                q = check_values(q, len(candidates), "q_values")
+                v = check_values(v, len(v_states), "v_values")
+            except (PeerCallError, WireError) as err:
+                self._failed(m, "Evaluate", err)
+                return m.index, None, []
+            out, offset = [], 0
+            for kind, b in draws:
+                k = len(b)
+                v_next, v_now = v[offset:offset + k], v[offset + k:offset + 2 * k]
+                offset += 2 * k
+                targets = td_targets(b.rewards, v_next, v_now, b.terminated, m.info.gamma, cfg.use_advantage)
+                out.append((m, kind, b, targets))
+            return m.index, ((candidates, q) if candidates else None), out
+
+        learners = [m for m in acting if m.info.capabilities.evaluates]
+        results = await asyncio.gather(*(evaluate(m) for m in learners))
+        q_values = {i: qc for i, qc, _ in results if qc is not None}
+        samples = [s for _, _, part in results for s in part]
+        return q_values, samples
+
+    def _update_reputations(self, samples: list[tuple[Member, str, Batch, np.ndarray]]) -> None:
+        """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
+        evidence of all learners, each scored by its own critic (Eq. 7)."""
+        lr = self.config.reputation_lr
+        pooled_followed, pooled_targets = [], []
+        for m, kind, batch, targets in samples:
+            if kind == "trust":
+                m.trust = update_reputation(m.trust, batch.followed, targets, lr)
+            else:
+                pooled_followed.append(batch.followed)
+                pooled_targets.append(targets)
+        if pooled_targets:
+            self.agent_values = update_reputation(self.agent_values, np.concatenate(pooled_followed),
+                                                  np.concatenate(pooled_targets), lr)
+
+    # 4. choose -------------------------------------------------------------
+    def _choose(self, m: Member, plan: Plan, suggestions: dict[tuple[int, int], np.ndarray],
+                q: tuple[list[int], np.ndarray] | None) -> tuple[int, np.ndarray | None]:
+        """The peer to follow and its action; (NOBODY, None) = act on the own policy, untagged."""
+        cfg = self.config
+        if not plan.ask:
+            return (m.index if not m.in_warmup else NOBODY), None
+        candidates = [j for j in plan.ask if (m.index, j) in suggestions]
+        if not candidates:
+            m.redecide = True  # the followed adviser abstained: act alone, decide again next step
+            return m.index, None
+        if plan.deciding and cfg.mode == "peer" and len(candidates) > 1:
+            components: dict[str, np.ndarray] = {}
+            if cfg.use_critic and q is not None and q[0] == candidates:
+                components["critic"] = q[1]
+            if cfg.use_trust:
+                components["trust"] = m.trust[candidates]
+            if cfg.use_agent_values:
+                components["agent_values"] = self.agent_values[candidates]
+            followed = candidates[choose(self.rng, combine(components), cfg.temperature)] if components else \
+                candidates[int(self.rng.integers(len(candidates)))]
+        else:
+            followed = candidates[0]
+        if plan.deciding:
+            m.following, m.redecide = followed, False
+        return followed, suggestions[(m.index, followed)]
+
+    # 5. Step round ---------------------------------------------------------
+    async def _step_round(self, acting: list[Member], choices: dict[int, tuple[int, np.ndarray | None]]) -> None:
+        async def step(m: Member) -> None:
+            followed, action = choices[m.index]
+            result = await self._step_with_retry(m, action)
+            if result is None:
+                return
+            obs = m.obs
+            m.step_id, m.steps = result.step_id, m.steps + 1
+            if followed != NOBODY:
+                m.follow_counts[followed] += 1
+                if m.buffer is not None and self.config.mode == "peer":
+                    m.buffer.add(obs, followed, result.reward, result.next_observation, result.terminated)
+            m.obs = result.reset_observation if result.done else result.next_observation
+            if self.recorder is not None:
+                self.recorder.step_result(self, m, result)
+            if result.episode_return is not None:
+                m.last_episode_return = result.episode_return
+
+        await asyncio.gather(*(step(m) for m in acting))
+
+    async def _step_with_retry(self, m: Member, action: np.ndarray | None) -> StepResult | None:
+        step_id = m.step_id + 1
+        for attempt in range(2):  # one retry: the peer replays an already applied step id
+            try:
+                result = await m.client.step(step_id, action)
+                check_states(result.next_observation[None], m.info.observation_space, "next_observation")
+                if result.done and result.reset_observation is None:
+                    raise WireError("episode ended without reset_observation")
+                m.consecutive_failures = 0
+                return result
+            except (PeerCallError, WireError) as err:
+                if attempt == 1 or getattr(err, "code", "") in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
+                    self._failed(m, "Step", err)
+                    return None
+        return None
+
+    # ------------------------------------------------------------------ evaluation, checkpoints
+    async def evaluate_all(self, force: bool = False) -> None:
+        due = [m for m in self.members if m.acts and m.info.capabilities.learns
+               and (force or (m.steps > 0 and m.steps % self.config.eval_every == 0))]
+
+        async def run(m: Member) -> None:
+            try:
+                result: EvalResult = await m.client.run_evaluation(self.config.eval_episodes,
+                                                                   self.config.seed * 1000 + m.index + 10_000)
+            except PeerCallError as err:
+                self._failed(m, "RunEvaluation", err)
+                return
+            m.last_eval_return = result.mean_return
+            if self.recorder is not None:
+                self.recorder.evaluation(self, m, result)
+
+        if due:
+            await asyncio.gather(*(run(m) for m in due))
+
+    async def checkpoint(self) -> None:
+        async def save(m: Member) -> None:
+            try:
+                await m.client.save(m.step_id)
+            except PeerCallError as err:
+                self._failed(m, "Save", err)
+
+        await asyncio.gather(*(save(m) for m in self.members if m.info.capabilities.learns))
+
+    def _failed(self, m: Member, call: str, err: Exception) -> None:
+        m.consecutive_failures += 1
+        m.errors.append(f"step {self.t}: {call}: {err}")
+        del m.errors[:-20]
+
+    # ------------------------------------------------------------------ reporting
+    @property
+    def steps_per_second(self) -> float:
+        return self.t / max(time.perf_counter() - self.started, 1e-9)
+
+    def follow_matrix(self) -> np.ndarray:
+        return np.stack([m.follow_counts for m in self.members])
+
+
+def check_compatible(infos: list[PeerInfo]) -> None:
+    """Refuse a group that cannot work, saying which peer differs and how."""
+    first = infos[0]
+    problems = []
+    ids = [i.peer_id for i in infos]
+    if len(set(ids)) != len(ids):
+        problems.append(f"peer ids are not unique: {ids}")
+    for info in infos:
+        if info.protocol_version != peerlearn.PROTOCOL_VERSION:
+            problems.append(f"{info.peer_id} speaks {info.protocol_version!r}, expected {peerlearn.PROTOCOL_VERSION!r}")
+        if info.env_id != first.env_id:
+            problems.append(f"{info.peer_id} trains on {info.env_id}, {first.peer_id} on {first.env_id}")
+        if not spaces_equal(info.observation_space, first.observation_space):
+            problems.append(f"{info.peer_id} observation space {info.observation_space} != {first.observation_space}")
+        if not spaces_equal(info.action_space, first.action_space):
+            problems.append(f"{info.peer_id} action space {info.action_space} != {first.action_space}")
+    if not any(i.capabilities.acts for i in infos):
+        problems.append("no peer acts: a group needs at least one peer with an environment")
+    if problems:
+        raise GroupError("incompatible group:\n  " + "\n  ".join(problems))

@@ -1,0 +1,118 @@
+"""Start local peer processes for `peerlearn run`, and always stop them again (by PID).
+
+Each peer binds port 0 on loopback and writes the port it got to a file, so there is no race for
+free ports. `LocalPeers` is an async context manager: whatever happens inside (normal end, error,
+Ctrl-C), every process it started is terminated, then killed if it does not exit in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+@dataclass
+class PeerSpec:
+    peer_id: str
+    task: str
+    seed: int
+    total_steps: int
+    role: str = "learner"
+    checkpoint_dir: str | None = None
+    learner_overrides: str = "{}"
+
+
+class PeerStartError(RuntimeError):
+    pass
+
+
+class LocalPeers:
+    def __init__(self, specs: list[PeerSpec], log_dir: Path, start_timeout_s: float = 60.0) -> None:
+        self.specs = specs
+        self.log_dir = log_dir
+        self.start_timeout_s = start_timeout_s
+        self.processes: list[subprocess.Popen] = []
+        self.addresses: list[str] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="peerlearn-ports-")
+
+    async def __aenter__(self) -> LocalPeers:
+        try:
+            await self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        port_files = []
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        for spec in self.specs:
+            port_file = Path(self._tmp.name) / f"{spec.peer_id}.port"
+            port_files.append(port_file)
+            cmd = [sys.executable, "-m", "peer_service", "--peer-id", spec.peer_id, "--task", spec.task,
+                   "--seed", str(spec.seed), "--total-steps", str(spec.total_steps), "--role", spec.role,
+                   "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
+                   "--learner", spec.learner_overrides]
+            if spec.checkpoint_dir:
+                cmd += ["--checkpoint-dir", spec.checkpoint_dir]
+            log = (self.log_dir / f"{spec.peer_id}.log").open("ab")
+            # A new session: Ctrl-C in the terminal reaches only us, and we stop the peers in order.
+            self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                   start_new_session=True))
+            log.close()
+        deadline = time.monotonic() + self.start_timeout_s
+        for spec, proc, port_file in zip(self.specs, self.processes, port_files, strict=True):
+            while not port_file.exists():
+                if proc.poll() is not None:
+                    tail = (self.log_dir / f"{spec.peer_id}.log").read_text()[-2000:]
+                    raise PeerStartError(f"peer {spec.peer_id} exited with {proc.returncode} at start:\n{tail}")
+                if time.monotonic() > deadline:
+                    raise PeerStartError(f"peer {spec.peer_id} did not start within {self.start_timeout_s} s")
+                await asyncio.sleep(0.05)
+            self.addresses.append(f"127.0.0.1:{port_file.read_text().strip()}")
+        await asyncio.gather(*(wait_healthy(a, max(deadline - time.monotonic(), 1.0)) for a in self.addresses))
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=max(end - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._tmp.cleanup()
+
+
+async def wait_healthy(address: str, timeout_s: float) -> None:
+    """Block until the server's grpc.health.v1 says SERVING (wait_for_ready: start-up only)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s, wait_for_ready=True)
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise PeerStartError(f"{address} reports {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
+
+
+def describe(specs: list[PeerSpec]) -> str:
+    return json.dumps([vars(s) for s in specs])

@@ -1,0 +1,155 @@
+"""What a run writes to `runs/<name>/`, in the formats RL users already read.
+
+- `config.toml`, `versions.json`: the resolved configuration, package versions and seed;
+- `peers/<peer_id>/monitor.csv` (SB3's r,l,t) and `evaluations.csv` (step, mean, std, returns);
+- `group.csv`: trust, agent values and follow counts over time;
+- `tb/<peer_id>/`, `tb/group/`: TensorBoard events with CleanRL/SB3 tags (`charts/episodic_return`,
+  `charts/SPS`, `losses/*`) plus `peer/trust/*`, `peer/agent_value/*`, `peer/follow_rate/*`;
+- `plots/*.png` (plots.py) when the run ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from orchestrator.config import RunConfig, to_toml
+from peerlearn.messages import EvalResult, StepResult
+
+if TYPE_CHECKING:
+    from orchestrator.group import Group, Member
+
+PACKAGES = ("peerlearn", "torch", "stable-baselines3", "gymnasium", "mujoco", "numpy", "grpcio", "protobuf")
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    """A fresh folder under `config.out`; an existing name gets a numeric suffix, never reused."""
+    root = Path(config.out)
+    base = config.name or f"{config.task.replace('/', '_')}-{config.mode}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, k = root / base, 1
+    while candidate.exists():
+        k += 1
+        candidate = root / f"{base}-{k}"
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found
+
+
+class RunRecorder:
+    def __init__(self, run_dir: Path, config: RunConfig, tensorboard: bool = True) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.started = time.time()
+        (run_dir / "config.toml").write_text(to_toml(config.to_dict()))
+        self._tensorboard = tensorboard
+        self._writers: dict[str, Any] = {}
+        self._files: dict[str, Any] = {}
+        self._group_csv: Any = None
+        self._last_loss_step: dict[str, int] = {}
+
+    def start(self, group: Group) -> None:
+        info = {"seed": self.config.seed, "versions": versions(),
+                "peers": [{"peer_id": m.name, "address": m.client.address, "language": m.info.language,
+                           "implementation": m.info.implementation, "env_id": m.info.env_id,
+                           "capabilities": vars(m.info.capabilities)} for m in group.members]}
+        (self.run_dir / "versions.json").write_text(json.dumps(info, indent=2))
+        for m in group.members:
+            peer_dir = self.run_dir / "peers" / m.name
+            peer_dir.mkdir(parents=True, exist_ok=True)
+            if m.acts:
+                monitor = (peer_dir / "monitor.csv").open("w", newline="")
+                monitor.write("#" + json.dumps({"t_start": self.started, "env_id": m.info.env_id}) + "\n")
+                monitor.write("r,l,t\n")
+                self._files[f"monitor/{m.name}"] = monitor
+                evals = (peer_dir / "evaluations.csv").open("w", newline="")
+                evals.write("step,time,mean_return,std_return,episodes,exact,returns\n")
+                self._files[f"evals/{m.name}"] = evals
+        names = [m.name for m in group.members]
+        header = ["group_step", "time", "sps"]
+        header += [f"steps/{a}" for a in names]
+        header += [f"trust/{a}/{b}" for a in names for b in names]
+        header += [f"agent_value/{b}" for b in names]
+        header += [f"follow/{a}/{b}" for a in names for b in names]
+        self._group_csv = (self.run_dir / "group.csv").open("w", newline="")
+        csv.writer(self._group_csv).writerow(header)
+
+    def writer(self, name: str) -> Any:
+        if not self._tensorboard:
+            return None
+        if name not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter  # heavy import, only when used
+
+            self._writers[name] = SummaryWriter(str(self.run_dir / "tb" / name))
+        return self._writers[name]
+
+    # ------------------------------------------------------------------ events
+    def step_result(self, group: Group, m: Member, result: StepResult) -> None:
+        if result.episode_return is not None:
+            f = self._files[f"monitor/{m.name}"]
+            f.write(f"{result.episode_return:.6g},{result.episode_length},{time.time() - self.started:.6g}\n")
+            if (w := self.writer(m.name)) is not None:
+                w.add_scalar("charts/episodic_return", result.episode_return, m.steps)
+                w.add_scalar("charts/episodic_length", result.episode_length, m.steps)
+        if result.losses and m.steps - self._last_loss_step.get(m.name, -10**9) >= self.config.log_every:
+            self._last_loss_step[m.name] = m.steps
+            if (w := self.writer(m.name)) is not None:
+                for tag, value in result.losses.items():
+                    w.add_scalar(tag, value, m.steps)
+
+    def evaluation(self, group: Group, m: Member, result: EvalResult) -> None:
+        f = self._files[f"evals/{m.name}"]
+        returns = " ".join(f"{r:.6g}" for r in result.returns)
+        f.write(f"{m.steps},{time.time() - self.started:.6g},{result.mean_return:.6g},{result.std_return:.6g},"
+                f"{len(result.returns)},{int(result.exact)},{returns}\n")
+        f.flush()
+        if (w := self.writer(m.name)) is not None:
+            w.add_scalar("eval/mean_return", result.mean_return, m.steps)
+
+    def group_row(self, group: Group) -> None:
+        members = group.members
+        row: list[Any] = [group.t, f"{time.time() - self.started:.4g}", f"{group.steps_per_second:.4g}"]
+        row += [m.steps for m in members]
+        row += [f"{v:.6g}" for m in members for v in m.trust]
+        row += [f"{v:.6g}" for v in group.agent_values]
+        row += [int(c) for m in members for c in m.follow_counts]
+        csv.writer(self._group_csv).writerow(row)
+        if (w := self.writer("group")) is not None:
+            w.add_scalar("charts/SPS", group.steps_per_second, group.t)
+            for m in members:
+                w.add_scalar(f"peer/agent_value/{m.name}", group.agent_values[m.index], group.t)
+        for m in members:
+            if not m.acts or (w := self.writer(m.name)) is None:
+                continue
+            total = max(int(m.follow_counts.sum()), 1)
+            for other in members:
+                w.add_scalar(f"peer/trust/{other.name}", m.trust[other.index], m.steps)
+                w.add_scalar(f"peer/follow_rate/{other.name}", m.follow_counts[other.index] / total, m.steps)
+
+    def close(self, group: Group | None = None) -> list[Path]:
+        for f in self._files.values():
+            f.close()
+        if self._group_csv is not None:
+            self._group_csv.close()
+        for w in self._writers.values():
+            w.close()
+        if group is not None:
+            np.save(self.run_dir / "follow_matrix.npy", group.follow_matrix())
+        from orchestrator.plots import write_plots
+
+        return write_plots(self.run_dir)

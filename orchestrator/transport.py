@@ -1,0 +1,186 @@
+"""How the orchestrator talks to a peer: one async client interface, two transports.
+
+`GrpcPeerClient` speaks `peerlearn.v1` over a grpc.aio channel with a deadline on every call.
+`InprocPeerClient` calls a `Peer` object in this process (no sockets, no encoding): the baseline for
+RPC overhead, the fast path for tests and a quick mode for users. The group loop cannot tell them
+apart; every failure of either surfaces as `PeerCallError`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from peerlearn.grpc_options import channel_options
+from peerlearn.messages import EvalResult, PeerInfo, StepResult, eval_from_proto, info_from_proto, step_from_proto
+from peerlearn.tensors import WireError, from_tensor, to_tensor
+from peerlearn.v1 import peer_pb2 as pb
+from peerlearn.v1 import peer_pb2_grpc
+
+
+class PeerCallError(Exception):
+    """A call that did not give a usable reply: the peer abstains from this round."""
+
+    def __init__(self, peer: str, call: str, code: str, message: str) -> None:
+        super().__init__(f"{peer} {call}: {code}: {message}")
+        self.peer, self.call, self.code, self.message = peer, call, code, message
+
+
+@dataclass
+class Deadlines:
+    """Seconds each kind of call may take before the peer counts as abstaining."""
+
+    read_s: float = 5.0  # GetInfo, Suggest, Evaluate
+    step_s: float = 10.0  # Reset, Step (a Step may train 8 gradient steps)
+    evaluation_s: float = 300.0  # RunEvaluation, Save, Load
+
+
+class PeerClient(abc.ABC):
+    address: str
+
+    @abc.abstractmethod
+    async def get_info(self) -> PeerInfo: ...
+
+    @abc.abstractmethod
+    async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    async def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
+                       v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @abc.abstractmethod
+    async def reset(self, seed: int | None) -> tuple[np.ndarray, int]: ...
+
+    @abc.abstractmethod
+    async def step(self, step_id: int, action: np.ndarray | None) -> StepResult: ...
+
+    @abc.abstractmethod
+    async def run_evaluation(self, episodes: int, seed: int) -> EvalResult: ...
+
+    @abc.abstractmethod
+    async def save(self, step_id: int, tag: str = "") -> tuple[str, str]: ...
+
+    @abc.abstractmethod
+    async def load(self, tag: str = "") -> tuple[str, int]: ...
+
+    async def close(self) -> None:
+        return None
+
+
+class InprocPeerClient(PeerClient):
+    """A peer object in this process. Calls run inline, in the order the loop makes them, so a
+    seeded in-process run is exactly reproducible."""
+
+    def __init__(self, peer: object) -> None:
+        from peer_service.peer import Peer  # the in-process transport is the only place that needs it
+
+        assert isinstance(peer, Peer)
+        self.peer = peer
+        self.address = f"inproc:{peer.config.peer_id}"
+
+    def _call(self, name: str, fn, *args):  # type: ignore[no-untyped-def]
+        from peer_service.validation import PeerError
+
+        try:
+            return fn(*args)
+        except PeerError as err:
+            raise PeerCallError(self.address, name, err.code.name, err.message) from err
+        except WireError as err:
+            raise PeerCallError(self.address, name, "INVALID_ARGUMENT", str(err)) from err
+
+    async def get_info(self) -> PeerInfo:
+        return self._call("GetInfo", self.peer.info)
+
+    async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        return self._call("Suggest", self.peer.suggest, states, deterministic)
+
+    async def evaluate(self, q_states, q_actions, v_states):  # type: ignore[no-untyped-def]
+        return self._call("Evaluate", self.peer.evaluate, q_states, q_actions, v_states)
+
+    async def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
+        return self._call("Reset", self.peer.reset, seed)
+
+    async def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
+        return self._call("Step", self.peer.step, step_id, action)
+
+    async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
+        return self._call("RunEvaluation", self.peer.run_evaluation, episodes, seed)
+
+    async def save(self, step_id: int, tag: str = "") -> tuple[str, str]:
+        return self._call("Save", self.peer.save, step_id, tag)
+
+    async def load(self, tag: str = "") -> tuple[str, int]:
+        return self._call("Load", self.peer.load, tag)
+
+
+class GrpcPeerClient(PeerClient):
+    def __init__(self, address: str, deadlines: Deadlines | None = None) -> None:
+        self.address = address
+        self.deadlines = deadlines or Deadlines()
+        self.channel = grpc.aio.insecure_channel(address, options=channel_options())
+        self.stub = peer_pb2_grpc.PeerServiceStub(self.channel)
+
+    async def _call(self, name: str, request, timeout: float, wait_for_ready: bool = False):  # type: ignore[no-untyped-def]
+        try:
+            return await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
+        except grpc.aio.AioRpcError as err:
+            raise PeerCallError(self.address, name, err.code().name, err.details() or "") from err
+
+    def _decode(self, name: str, tensor: pb.Tensor, field: str) -> np.ndarray:
+        try:
+            return from_tensor(tensor, field)
+        except WireError as err:
+            raise PeerCallError(self.address, name, "BAD_REPLY", str(err)) from err
+
+    async def get_info(self, wait_for_ready: bool = False) -> PeerInfo:
+        reply = await self._call("GetInfo", pb.GetInfoRequest(), self.deadlines.read_s, wait_for_ready)
+        try:
+            return info_from_proto(reply)
+        except WireError as err:
+            raise PeerCallError(self.address, "GetInfo", "BAD_REPLY", str(err)) from err
+
+    async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        reply = await self._call("Suggest", pb.SuggestRequest(states=to_tensor(states), deterministic=deterministic),
+                                 self.deadlines.read_s)
+        return self._decode("Suggest", reply.actions, "actions")
+
+    async def evaluate(self, q_states, q_actions, v_states):  # type: ignore[no-untyped-def]
+        request = pb.EvaluateRequest(q_states=to_tensor(q_states), q_actions=to_tensor(q_actions),
+                                     v_states=to_tensor(v_states))
+        reply = await self._call("Evaluate", request, self.deadlines.read_s)
+        return (self._decode("Evaluate", reply.q_values, "q_values"),
+                self._decode("Evaluate", reply.v_values, "v_values"))
+
+    async def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
+        request = pb.ResetRequest(seed=seed or 0, has_seed=seed is not None)
+        reply = await self._call("Reset", request, self.deadlines.step_s)
+        return self._decode("Reset", reply.observation, "observation"), reply.last_step_id
+
+    async def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
+        request = pb.StepRequest(step_id=step_id)
+        if action is not None:
+            request.action.CopyFrom(to_tensor(action))
+        reply = await self._call("Step", request, self.deadlines.step_s)
+        try:
+            return step_from_proto(reply)
+        except WireError as err:
+            raise PeerCallError(self.address, "Step", "BAD_REPLY", str(err)) from err
+
+    async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
+        reply = await self._call("RunEvaluation", pb.RunEvaluationRequest(episodes=episodes, seed=seed),
+                                 self.deadlines.evaluation_s)
+        return eval_from_proto(reply)
+
+    async def save(self, step_id: int, tag: str = "") -> tuple[str, str]:
+        reply = await self._call("Save", pb.SaveRequest(step_id=step_id, tag=tag), self.deadlines.evaluation_s)
+        return reply.location, reply.tag
+
+    async def load(self, tag: str = "") -> tuple[str, int]:
+        reply = await self._call("Load", pb.LoadRequest(tag=tag), self.deadlines.evaluation_s)
+        return reply.tag, reply.last_step_id
+
+    async def close(self) -> None:
+        await self.channel.close()

@@ -1,0 +1,77 @@
+"""The math of peer learning, pure and small: scoring, selection, trust and agent-value updates.
+
+Equation numbers are the paper's (ALGORITHM.md sections 2-5); guards follow section 9.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    """x / max|x| over the candidates (Eq. 9, footnote 7), guarded.
+
+    Non-finite entries contribute 0 and do not set the scale; all-zero input gives zeros (the
+    reference divides by zero there and gets NaN).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    out = np.zeros_like(x)
+    if not finite.any():
+        return out
+    scale = np.max(np.abs(x[finite]))
+    if scale > 0:
+        out[finite] = x[finite] / scale
+    return out
+
+
+def combine(components: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Sum of the normalised enabled components, with equal weight (Eq. 9)."""
+    arrays = list(components.values())
+    if not arrays:
+        raise ValueError("no scoring component: enable at least one of critic, trust, agent values")
+    total = np.zeros(len(arrays[0]), dtype=np.float64)
+    for x in arrays:
+        total += normalise(x)
+    return total
+
+
+def softmax(values: np.ndarray, temperature: float) -> np.ndarray:
+    """Eq. 2; shifted by the max so large values do not overflow."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    z = np.asarray(values, dtype=np.float64) / temperature
+    z = np.exp(z - np.max(z))
+    return z / z.sum()
+
+
+def choose(rng: np.random.Generator, values: np.ndarray, temperature: float) -> int:
+    """Sample the index of the peer to follow from softmax(values / T)."""
+    return int(rng.choice(len(values), p=softmax(values, temperature)))
+
+
+def td_targets(rewards: np.ndarray, v_next: np.ndarray, v_now: np.ndarray, terminated: np.ndarray,
+               gamma: float, advantage: bool) -> np.ndarray:
+    """Eq. 8: r + gamma * V(s') (masked at terminations, section 9.4), minus V(s) with advantage."""
+    target = rewards + gamma * (1.0 - terminated.astype(np.float64)) * v_next
+    return target - v_now if advantage else target
+
+
+def update_reputation(values: np.ndarray, followed: np.ndarray, targets: np.ndarray, lr: float) -> np.ndarray:
+    """Eq. 4 / 7: for every peer j in the batch, v_j += lr * (mean of j's targets - v_j).
+
+    Peers absent from the batch keep their value; non-finite targets are dropped.
+    """
+    new = np.array(values, dtype=np.float64, copy=True)
+    ok = np.isfinite(targets)
+    followed, targets = followed[ok], targets[ok]
+    for j in np.unique(followed):
+        new[j] += lr * (targets[followed == j].mean() - new[j])
+    return new
+
+
+def follow_probabilities(components: Mapping[str, np.ndarray], temperature: float) -> np.ndarray:
+    """Convenience for reports and tests: the softmax over combined scores."""
+    return softmax(combine(components), temperature)

@@ -1,0 +1,54 @@
+"""`peerlearn peer` / `python -m peer_service`: serve one peer, configured by flags or PEERLEARN_* env vars.
+
+Every flag has an environment variable (flag `--total-steps` <-> `PEERLEARN_TOTAL_STEPS`), which is how
+containers configure peers; a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+
+from peer_service.peer import ROLES, PeerConfig
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"PEERLEARN_{name}", default)
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="peerlearn peer", description=__doc__)
+    p.add_argument("--peer-id", default=_env("PEER_ID", "peer-0"), help="identity in the group (PEERLEARN_PEER_ID)")
+    p.add_argument("--task", default=_env("TASK", "room-6"), help="room-6, room-21, hopper, ... (PEERLEARN_TASK)")
+    p.add_argument("--seed", type=int, default=int(_env("SEED", "0") or 0), help="learner seed (PEERLEARN_SEED)")
+    p.add_argument("--total-steps", type=int, default=int(_env("TOTAL_STEPS", "10000") or 10000),
+                   help="env steps this peer will take; sets SB3 schedules (PEERLEARN_TOTAL_STEPS)")
+    p.add_argument("--role", choices=ROLES, default=_env("ROLE", "learner"), help="(PEERLEARN_ROLE)")
+    p.add_argument("--host", default=_env("HOST", "127.0.0.1"),
+                   help="address to bind; 0.0.0.0 in containers (PEERLEARN_HOST)")
+    p.add_argument("--port", type=int, default=int(_env("PORT", "50051") or 50051),
+                   help="port; 0 picks a free one (PEERLEARN_PORT)")
+    p.add_argument("--port-file", default=_env("PORT_FILE"), help="write the bound port here once serving")
+    p.add_argument("--checkpoint-dir", default=_env("CHECKPOINT_DIR"), help="where Save writes (PEERLEARN_CHECKPOINT_DIR)")
+    p.add_argument("--learner", default=_env("LEARNER", "{}"),
+                   help='JSON overrides of the learner preset, e.g. \'{"learning_starts": 500}\' (PEERLEARN_LEARNER)')
+    p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.torch_threads)  # one thread per peer process: peers share the cores
+    from peer_service.peer import Peer
+    from peer_service.server import serve
+
+    config = PeerConfig(peer_id=args.peer_id, task=args.task, seed=args.seed, total_steps=args.total_steps,
+                        role=args.role, checkpoint_dir=args.checkpoint_dir,
+                        learner_overrides=json.loads(args.learner or "{}"))
+    asyncio.run(serve(Peer(config), host=args.host, port=args.port, port_file=args.port_file))
+    return 0

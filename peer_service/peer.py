@@ -1,0 +1,247 @@
+"""The peer itself: its environment, its learner and the protocol's state machine, without gRPC.
+
+`Peer` answers every protocol call with plain Python values and raises `PeerError` for requests it
+refuses. The gRPC servicer (server.py) and the in-process transport both call it, so both paths
+share one implementation of the semantics written in docs/protocol.md.
+
+State machine: CREATED --Reset--> ACTIVE --Step--> ACTIVE (episode ends reset the env by themselves).
+Step ids are sequential: the next Step must carry last_step_id + 1; repeating the last id with the
+same action replays the stored reply (a retry is never applied twice).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+import peerlearn
+from peer_service.envs import make_env, resolve_env_id, unwrap_room
+from peer_service.envs.room import optimal_action
+from peer_service.learner import SB3Learner
+from peer_service.presets import preset_for
+from peer_service.validation import PeerError
+from peerlearn.validation import check_actions, check_states
+from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
+
+ROLES = ("learner", "expert", "adversary")
+DEFAULT_EVAL_EPISODES = 10
+
+
+@dataclass
+class PeerConfig:
+    """Everything a peer needs to start; `peerlearn peer` fills it from flags or PEERLEARN_* env vars."""
+
+    peer_id: str = "peer-0"
+    task: str = "room-6"
+    seed: int = 0
+    # Env steps this peer will take in the run (sets SB3's schedules, e.g. DQN's epsilon decay).
+    total_steps: int = 10_000
+    # "learner" (SB3 DQN/SAC), or a scripted Room adviser: "expert" / "adversary" (advise only).
+    role: str = "learner"
+    checkpoint_dir: str | None = None
+    # Overrides of the paper's preset, e.g. {"learning_starts": 500}.
+    learner_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class Peer:
+    def __init__(self, config: PeerConfig) -> None:
+        if config.role not in ROLES:
+            raise ValueError(f"unknown role {config.role!r}; expected one of {ROLES}")
+        self.config = config
+        self.env_id = resolve_env_id(config.task)
+        self.env = make_env(self.env_id)
+        self.eval_env = make_env(self.env_id)
+        self.observation_space = self.env.observation_space
+        self.action_space = self.env.action_space
+        self.learner: SB3Learner | None = None
+        self.room_size: int | None = None
+        if config.role == "learner":
+            preset = preset_for(self.env_id).with_overrides(**config.learner_overrides)
+            self.learner = SB3Learner(self.env, preset, config.total_steps, config.seed)
+        else:
+            room = unwrap_room(self.env)
+            if room is None:
+                raise ValueError(f"scripted role {config.role!r} exists only for Room tasks, not {self.env_id}")
+            self.room_size = room.size
+        self.last_step_id = 0
+        self.observation: np.ndarray | None = None
+        self.episode_return = 0.0
+        self.episode_length = 0
+        self._last_reply: StepResult | None = None
+        self._last_request_action: np.ndarray | None = None
+        self._eval_seeded = False
+
+    # ------------------------------------------------------------------ handshake
+    def info(self) -> PeerInfo:
+        learns = self.learner is not None
+        if learns:
+            implementation = f"sb3.{self.learner.preset.algo}"
+        else:
+            implementation = f"scripted-{self.config.role}"
+        return PeerInfo(
+            protocol_version=peerlearn.PROTOCOL_VERSION, peer_id=self.config.peer_id,
+            language=f"python/{platform.python_version()}", implementation=implementation, env_id=self.env_id,
+            observation_space=self.observation_space, action_space=self.action_space,
+            capabilities=Capabilities(advises=True, evaluates=learns, acts=learns, learns=learns),
+            gamma=self.learner.preset.gamma if learns else 0.99,
+            warmup_steps=self.learner.preset.learning_starts if learns else 0,
+            last_step_id=self.last_step_id, episode_active=self.observation is not None)
+
+    # ------------------------------------------------------------------ advice and critic
+    def suggest(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
+        states = check_states(states, self.observation_space, "states")
+        if self.learner is None:
+            mirror = self.config.role == "adversary"
+            return np.array([optimal_action(s, self.room_size or 2, toward_mirror=mirror) for s in states],
+                            dtype=np.int64)
+        if len(states) == 0:
+            return np.zeros((0, *(self.action_space.shape or ())),
+                            dtype=np.int64 if self.learner.is_discrete else np.float32)
+        return self.learner.suggest(states, deterministic)
+
+    def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
+                 v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        learner = self._require_learner("Evaluate")
+        q_states = check_states(q_states, self.observation_space, "q_states")
+        q_actions = check_actions(q_actions, self.action_space, len(q_states), "q_actions")
+        v_states = check_states(v_states, self.observation_space, "v_states")
+        return (learner.q_values(q_states, q_actions).astype(np.float32),
+                learner.v_values(v_states).astype(np.float32))
+
+    # ------------------------------------------------------------------ acting
+    def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
+        self._require_learner("Reset")
+        self.observation, _ = self.env.reset(seed=seed)
+        self.episode_return, self.episode_length = 0.0, 0
+        return self.observation, self.last_step_id
+
+    def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
+        learner = self._require_learner("Step")
+        if self.observation is None:
+            raise PeerError(grpc.StatusCode.FAILED_PRECONDITION, "Step before Reset: call Reset first")
+        if action is not None:
+            action = check_actions(action, self.action_space, None, "action")
+        if step_id == self.last_step_id and self._last_reply is not None:
+            if _same_action(action, self._last_request_action):
+                replay = StepResult(**{**asdict(self._last_reply), "replayed": True})
+                return replay
+            raise PeerError(grpc.StatusCode.ALREADY_EXISTS,
+                            f"step id {step_id} was already applied with a different action; "
+                            f"the next step id is {self.last_step_id + 1}")
+        if step_id != self.last_step_id + 1:
+            code = grpc.StatusCode.ALREADY_EXISTS if step_id <= self.last_step_id else \
+                grpc.StatusCode.FAILED_PRECONDITION
+            raise PeerError(code, f"step id {step_id} out of order: the next step id is {self.last_step_id + 1}")
+        obs = self.observation
+        executed = learner.behaviour_action(obs) if action is None else learner.to_env_action(action)
+        env_action = int(executed) if learner.is_discrete else executed
+        next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
+        grad_steps, losses = learner.store(obs, executed, float(reward), next_obs, terminated, truncated)
+        self.last_step_id = step_id
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        result = StepResult(step_id=step_id, action=np.asarray(executed), reward=float(reward),
+                            next_observation=np.asarray(next_obs), terminated=bool(terminated),
+                            truncated=bool(truncated), gradient_steps=grad_steps, losses=losses)
+        if terminated or truncated:
+            result.episode_return, result.episode_length = self.episode_return, self.episode_length
+            self.observation, _ = self.env.reset()
+            result.reset_observation = self.observation
+            self.episode_return, self.episode_length = 0.0, 0
+        else:
+            self.observation = next_obs
+        self._last_reply, self._last_request_action = result, action
+        return result
+
+    def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
+        learner = self._require_learner("RunEvaluation")
+        room = unwrap_room(self.eval_env)
+        exact = episodes == 0 and room is not None
+        if exact:
+            starts: list[dict[str, Any] | None] = [{"goal_index": k} for k in range(room.num_goals)]
+        else:
+            starts = [None] * (episodes or DEFAULT_EVAL_EPISODES)
+        returns, lengths = [], []
+        for i, options in enumerate(starts):
+            first = not self._eval_seeded and i == 0
+            obs, _ = self.eval_env.reset(seed=seed if first else None, options=options)
+            self._eval_seeded = self._eval_seeded or first
+            total, length, done = 0.0, 0, False
+            while not done:
+                action = learner.suggest(obs[None].astype(np.float32), deterministic=True)[0]
+                obs, reward, terminated, truncated, _ = self.eval_env.step(
+                    int(action) if learner.is_discrete else action)
+                total, length, done = total + float(reward), length + 1, terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+        return EvalResult(returns=returns, lengths=lengths, exact=exact)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, step_id: int, tag: str) -> tuple[str, str]:
+        learner = self._require_learner("Save")
+        if step_id != self.last_step_id:
+            raise PeerError(grpc.StatusCode.FAILED_PRECONDITION,
+                            f"Save at step id {step_id}, but the peer is at step {self.last_step_id}")
+        tag = tag or f"step-{step_id}"
+        _check_tag(tag)
+        directory = self._checkpoint_root() / tag
+        learner.save(directory)
+        state = {"last_step_id": self.last_step_id, "peer_id": self.config.peer_id, "env_id": self.env_id}
+        (directory / "peer.json").write_text(json.dumps(state))
+        rng = {"env": self.env.unwrapped.np_random.bit_generator.state}
+        (directory / "peer_rng.pkl").write_bytes(pickle.dumps(rng))
+        (self._checkpoint_root() / "latest").write_text(tag)
+        return str(directory), tag
+
+    def load(self, tag: str) -> tuple[str, int]:
+        learner = self._require_learner("Load")
+        root = self._checkpoint_root()
+        if not tag:
+            latest = root / "latest"
+            if not latest.exists():
+                raise PeerError(grpc.StatusCode.NOT_FOUND, f"no checkpoint in {root}")
+            tag = latest.read_text().strip()
+        _check_tag(tag)
+        directory = root / tag
+        if not (directory / "peer.json").exists():
+            raise PeerError(grpc.StatusCode.NOT_FOUND, f"no checkpoint named {tag!r} in {root}")
+        learner.load(directory, self.env)
+        state = json.loads((directory / "peer.json").read_text())
+        self.env.unwrapped.np_random.bit_generator.state = pickle.loads(
+            (directory / "peer_rng.pkl").read_bytes())["env"]
+        self.last_step_id = int(state["last_step_id"])
+        self.observation, self._last_reply = None, None  # a restored peer starts with Reset
+        return tag, self.last_step_id
+
+    # ------------------------------------------------------------------ helpers
+    def _require_learner(self, call: str) -> SB3Learner:
+        if self.learner is None:
+            raise PeerError(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{call}: peer {self.config.peer_id} is an adviser ({self.config.role}); "
+                            "it only answers GetInfo and Suggest")
+        return self.learner
+
+    def _checkpoint_root(self) -> Path:
+        if not self.config.checkpoint_dir:
+            raise PeerError(grpc.StatusCode.FAILED_PRECONDITION,
+                            "this peer has no checkpoint directory (start it with --checkpoint-dir)")
+        return Path(self.config.checkpoint_dir)
+
+
+def _same_action(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _check_tag(tag: str) -> None:
+    if not tag.replace("-", "").replace("_", "").replace(".", "").isalnum() or tag.startswith("."):
+        raise PeerError(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"checkpoint tag {tag!r} may only hold letters, digits, '-', '_' and '.'")

@@ -1,0 +1,149 @@
+"""The peer's gRPC server: `PeerService` plus health and reflection, assembled in one `serve()`.
+
+All torch and env work runs on one worker thread (the learner is not thread-safe and torch uses one
+thread per peer), never on the event loop, so health checks answer while a Step trains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from peer_service.peer import Peer
+from peer_service.validation import PeerError
+from peerlearn.grpc_options import SERVER_OPTIONS
+from peerlearn.messages import eval_to_proto, info_to_proto, step_to_proto
+from peerlearn.tensors import WireError, from_tensor, to_tensor
+from peerlearn.v1 import peer_pb2 as pb
+from peerlearn.v1 import peer_pb2_grpc
+
+log = logging.getLogger("peerlearn.peer")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PeerService"].full_name
+# Bounded concurrency: beyond this many RPCs in flight the server answers RESOURCE_EXHAUSTED.
+MAX_CONCURRENT_RPCS = 64
+Reply = TypeVar("Reply")
+
+
+class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-worker")
+
+    async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], Reply],
+                   read_only: bool) -> Reply:
+        def guarded() -> Reply:
+            remaining = context.time_remaining()
+            if read_only and remaining is not None and remaining <= 0:
+                # The caller has given up while this call waited for the worker: skip the work.
+                raise PeerError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started")
+            return work()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, guarded)
+        except PeerError as err:
+            await context.abort(err.code, err.message)
+        except WireError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except Exception as err:  # a bug must not kill the server: report it and keep serving
+            log.exception("internal error")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+        raise AssertionError("unreachable: context.abort raises")
+
+    async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.PeerInfo:
+        return await self._run(context, lambda: info_to_proto(self.peer.info()), read_only=True)
+
+    async def Suggest(self, request: pb.SuggestRequest, context: grpc.aio.ServicerContext) -> pb.SuggestReply:
+        def work() -> pb.SuggestReply:
+            states = from_tensor(request.states, "states")
+            return pb.SuggestReply(actions=to_tensor(self.peer.suggest(states, request.deterministic)))
+        return await self._run(context, work, read_only=True)
+
+    async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext) -> pb.EvaluateReply:
+        def work() -> pb.EvaluateReply:
+            q, v = self.peer.evaluate(_batch(request, "q_states"), _batch(request, "q_actions"),
+                                      _batch(request, "v_states"))
+            return pb.EvaluateReply(q_values=to_tensor(q), v_values=to_tensor(v))
+        return await self._run(context, work, read_only=True)
+
+    async def Reset(self, request: pb.ResetRequest, context: grpc.aio.ServicerContext) -> pb.ResetReply:
+        def work() -> pb.ResetReply:
+            obs, last = self.peer.reset(request.seed if request.has_seed else None)
+            return pb.ResetReply(observation=to_tensor(obs), last_step_id=last)
+        return await self._run(context, work, read_only=False)
+
+    async def Step(self, request: pb.StepRequest, context: grpc.aio.ServicerContext) -> pb.StepReply:
+        def work() -> pb.StepReply:
+            action = from_tensor(request.action, "action") if request.HasField("action") else None
+            return step_to_proto(self.peer.step(request.step_id, action))
+        return await self._run(context, work, read_only=False)
+
+    async def RunEvaluation(self, request: pb.RunEvaluationRequest,
+                            context: grpc.aio.ServicerContext) -> pb.RunEvaluationReply:
+        if request.episodes < 0 or request.episodes > 10_000:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"episodes must be in 0..10000, got {request.episodes}")
+        return await self._run(context, lambda: eval_to_proto(
+            self.peer.run_evaluation(request.episodes, request.seed)), read_only=False)
+
+    async def Save(self, request: pb.SaveRequest, context: grpc.aio.ServicerContext) -> pb.SaveReply:
+        def work() -> pb.SaveReply:
+            location, tag = self.peer.save(request.step_id, request.tag)
+            return pb.SaveReply(location=location, tag=tag)
+        return await self._run(context, work, read_only=False)
+
+    async def Load(self, request: pb.LoadRequest, context: grpc.aio.ServicerContext) -> pb.LoadReply:
+        def work() -> pb.LoadReply:
+            tag, last = self.peer.load(request.tag)
+            return pb.LoadReply(tag=tag, last_step_id=last)
+        return await self._run(context, work, read_only=False)
+
+
+def _batch(request: Any, field: str) -> Any:
+    """An unset batch field means an empty batch; shapes are checked by the peer."""
+    import numpy as np
+
+    if not request.HasField(field):
+        return np.zeros((0,), dtype=np.int64 if field == "q_actions" else np.float32)
+    return from_tensor(getattr(request, field), field)
+
+
+async def serve(peer: Peer, host: str = "127.0.0.1", port: int = 0, port_file: str | None = None,
+                grace_s: float = 2.0, stop: asyncio.Event | None = None) -> None:
+    """Serve one peer until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    server = grpc.aio.server(options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
+    servicer = PeerServicer(peer)
+    peer_pb2_grpc.add_PeerServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind {host}:{port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("peer %s serving %s on %s:%d", peer.config.peer_id, peer.env_id, host, bound)
+    if port_file:
+        tmp = Path(port_file + ".tmp")
+        tmp.write_text(str(bound))
+        tmp.replace(port_file)  # atomic: a reader never sees a half-written port
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    await stop.wait()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_s)
+    servicer.executor.shutdown(wait=True)

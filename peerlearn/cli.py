@@ -1,0 +1,144 @@
+"""The `peerlearn` command: run a group, serve a peer, drive running peers, probe and watch them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import fields
+
+DEFAULT_HELP = ("With no options, `peerlearn run` trains 3 DQN peers on Room-6 for 6,000 steps each over gRPC "
+                "(about 1-2 minutes on 2 cores); each peer reaches the exact optimum (47.10).")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML file with RunConfig fields (flags override it)")
+    p.add_argument("--task", help="room-6 (default), room-21, hopper, halfcheetah, ...")
+    p.add_argument("--steps", type=int, help="env steps per peer")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="results root (default runs/)")
+    p.add_argument("--name", help="run folder name (never overwritten)")
+    p.add_argument("--mode", choices=["peer", "single", "random", "early"])
+    p.add_argument("--no-critic", dest="use_critic", action="store_const", const=False)
+    p.add_argument("--no-trust", dest="use_trust", action="store_const", const=False)
+    p.add_argument("--no-agent-values", dest="use_agent_values", action="store_const", const=False)
+    p.add_argument("--no-advantage", dest="use_advantage", action="store_const", const=False)
+    p.add_argument("--eval-every", type=int, help="own env steps between evaluations")
+    p.add_argument("--status-port", type=int, help="port of the status service (0 = free port, -1 = off)")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from orchestrator.config import RunConfig
+
+    config = RunConfig.from_toml(args.config) if args.config else RunConfig()
+    for f in fields(RunConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(config, f.name, value)
+    return config.validate()
+
+
+def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    print(f"results: {summary.run_dir}")
+    for name, value in summary.final_eval.items():
+        print(f"  {name}: final evaluation return {value:.2f}")
+    print(f"  {summary.group_steps} group steps in {summary.seconds:.1f} s; plots: "
+          + ", ".join(p.name for p in summary.plots))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.run import run_group
+
+    config = _config(args)
+    if args.peers is not None:
+        config.peers = args.peers
+    if args.transport:
+        config.transport = args.transport
+    if args.roles:
+        config.roles = args.roles.split(",")
+    _print_summary(asyncio.run(run_group(config.validate())))
+    return 0
+
+
+def cmd_orchestrate(args: argparse.Namespace) -> int:
+    from orchestrator.run import run_group
+
+    config = _config(args)
+    addresses = [a.strip() for a in args.peers.split(",") if a.strip()]
+    config.peers = len(addresses)
+    _print_summary(asyncio.run(run_group(config, addresses)))
+    return 0
+
+
+def cmd_peer(args: argparse.Namespace) -> int:
+    from peer_service.main import main
+
+    return main(args)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from peerlearn.probe import probe
+
+    return asyncio.run(probe(args.address, args.timeout))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from peerlearn.probe import status
+
+    return asyncio.run(status(args.address, args.timeout))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peerlearn", description="Peer learning with every agent a gRPC service.")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="start N local peer processes and train them as a group",
+                         description=DEFAULT_HELP)
+    _add_run_options(run)
+    run.add_argument("--peers", type=int, help="number of peers (default 3)")
+    run.add_argument("--roles", help="comma-separated roles, e.g. learner,learner,adversary")
+    run.add_argument("--transport", choices=["grpc", "inproc"], help="grpc (default): one process per peer")
+    run.set_defaults(func=cmd_run)
+
+    orch = sub.add_parser("orchestrate", help="drive peers that are already running")
+    _add_run_options(orch)
+    orch.add_argument("--peers", required=True, help="comma-separated host:port list")
+    orch.set_defaults(func=cmd_orchestrate)
+
+    from peer_service.main import build_parser as peer_parser
+
+    peer = sub.add_parser("peer", help="serve one peer (flags or PEERLEARN_* environment variables)")
+    peer_parser(peer)
+    peer.set_defaults(func=cmd_peer)
+
+    probe = sub.add_parser("probe", help="health, handshake and one Suggest of a peer")
+    probe.add_argument("address")
+    probe.add_argument("--timeout", type=float, default=5.0)
+    probe.set_defaults(func=cmd_probe)
+
+    status = sub.add_parser("status", help="print the status of a running orchestrator")
+    status.add_argument("address")
+    status.add_argument("--timeout", type=float, default=5.0)
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv:
+        argv = ["run"]  # the embedded default
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; peers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

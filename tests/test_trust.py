@@ -1,0 +1,87 @@
+"""Trust, agent-value and selection math against hand-computed examples (ALGORITHM.md s.2-5, 9)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.buffers import SuggestionBuffer
+from orchestrator.trust import choose, combine, normalise, softmax, td_targets, update_reputation
+
+
+def test_normalise_by_max_abs() -> None:
+    np.testing.assert_allclose(normalise(np.array([2.0, -4.0, 1.0])), [0.5, -1.0, 0.25])
+
+
+def test_normalise_all_zero_gives_zeros_not_nan() -> None:
+    np.testing.assert_array_equal(normalise(np.zeros(3)), np.zeros(3))
+
+
+def test_normalise_ignores_non_finite_entries() -> None:
+    out = normalise(np.array([np.nan, 2.0, np.inf, -1.0]))
+    np.testing.assert_allclose(out, [0.0, 1.0, 0.0, -0.5])
+    np.testing.assert_array_equal(normalise(np.array([np.nan, np.inf])), [0.0, 0.0])
+
+
+def test_combine_adds_normalised_components_with_equal_weight() -> None:
+    v = combine({"critic": np.array([10.0, 5.0]), "trust": np.array([200.0, 200.0]),
+                 "agent_values": np.array([-1.0, 2.0])})
+    # critic [1, .5] + trust [1, 1] + agent values [-.5, 1]
+    np.testing.assert_allclose(v, [1.5, 2.5])
+    with pytest.raises(ValueError):
+        combine({})
+
+
+def test_softmax_hand_example_and_stability() -> None:
+    p = softmax(np.array([0.0, np.log(3.0)]), 1.0)
+    np.testing.assert_allclose(p, [0.25, 0.75])
+    p = softmax(np.array([1000.0, 1000.0]), 1.0)  # no overflow
+    np.testing.assert_allclose(p, [0.5, 0.5])
+    np.testing.assert_allclose(softmax(np.array([0.0, 1.0]), 0.5), softmax(np.array([0.0, 2.0]), 1.0))
+    with pytest.raises(ValueError):
+        softmax(np.array([1.0]), 0.0)
+
+
+def test_choose_follows_softmax_frequencies() -> None:
+    rng = np.random.default_rng(0)
+    values = np.array([0.0, np.log(3.0)])
+    picks = np.array([choose(rng, values, 1.0) for _ in range(4000)])
+    assert abs(picks.mean() - 0.75) < 0.03
+
+
+def test_td_targets_with_and_without_advantage_and_termination_mask() -> None:
+    r = np.array([1.0, 0.5])
+    v_next, v_now = np.array([10.0, 10.0]), np.array([4.0, 2.0])
+    term = np.array([False, True])
+    np.testing.assert_allclose(td_targets(r, v_next, v_now, term, 0.9, advantage=False), [10.0, 0.5])
+    np.testing.assert_allclose(td_targets(r, v_next, v_now, term, 0.9, advantage=True), [6.0, -1.5])
+
+
+def test_update_reputation_per_followed_peer_mean() -> None:
+    values = np.array([200.0, 200.0, 200.0])
+    followed = np.array([0, 0, 2])
+    targets = np.array([10.0, 20.0, -100.0])
+    new = update_reputation(values, followed, targets, lr=0.5)
+    # peer 0: 200 + .5 (15 - 200) = 107.5; peer 1 absent keeps 200; peer 2: 200 + .5 (-100 - 200) = 50
+    np.testing.assert_allclose(new, [107.5, 200.0, 50.0])
+    np.testing.assert_array_equal(values, [200.0, 200.0, 200.0])  # not modified in place
+
+
+def test_update_reputation_drops_non_finite_targets() -> None:
+    new = update_reputation(np.array([1.0, 1.0]), np.array([0, 1]), np.array([np.nan, 3.0]), lr=1.0)
+    np.testing.assert_allclose(new, [1.0, 3.0])
+
+
+def test_suggestion_buffer_is_fifo_and_samples_without_replacement() -> None:
+    buf = SuggestionBuffer(capacity=5, obs_shape=(2,))
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        buf.add(np.array([i, i]), followed=i % 3, reward=float(i), next_obs=np.array([i + 1, i + 1]),
+                terminated=i == 6)
+    assert len(buf) == 5
+    assert sorted(buf.rewards.tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0]  # the oldest two were dropped
+    batch = buf.sample(rng, 4)
+    assert batch is not None and len(set(batch.rewards.tolist())) == 4
+    np.testing.assert_array_equal(batch.next_obs[:, 0], batch.obs[:, 0] + 1)
+    np.testing.assert_array_equal(batch.followed, batch.rewards.astype(int) % 3)
+    assert buf.sample(rng, 5) is None  # as the reference: needs more entries than the batch

@@ -19,6 +19,9 @@ class RunConfig:
     """Number of peers started by `peerlearn run` (ignored by `orchestrate`, which uses --peers addresses)."""
     roles: list[str] = field(default_factory=list)
     """Role of each started peer: learner (default), expert or adversary (scripted Room advisers)."""
+    commands: list[str] = field(default_factory=list)
+    """Per peer, a shell command that starts a non-Python peer instead of the Python one ("" = Python).
+    Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role}; e.g. "node peers/node/src/main.js --port {port}"."""
     steps: int = 6_000
     """Env steps per acting peer (the budget is per peer, as in the paper)."""
     seed: int = 0
@@ -74,10 +77,15 @@ class RunConfig:
             raise ValueError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
         if self.roles and len(self.roles) != self.peers:
             raise ValueError(f"roles lists {len(self.roles)} entries for {self.peers} peers")
+        if self.commands and len(self.commands) != self.peers:
+            raise ValueError(f"commands lists {len(self.commands)} entries for {self.peers} peers")
         return self
 
     def role(self, index: int) -> str:
         return self.roles[index] if self.roles else "learner"
+
+    def command(self, index: int) -> str | None:
+        return (self.commands[index] or None) if self.commands else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,9 @@ class PeerSpec:
     role: str = "learner"
     checkpoint_dir: str | None = None
     learner_overrides: str = "{}"
+    # A peer in another language: a shell command template started instead of the Python peer.
+    # Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role}. The launcher picks the port.
+    command: str | None = None
 
 
 class PeerStartError(RuntimeError):
@@ -68,16 +72,25 @@ class LocalPeers:
         for spec in self.specs:
             port_file = Path(self._tmp.name) / f"{spec.peer_id}.port"
             port_files.append(port_file)
-            cmd = [sys.executable, "-m", "peer_service", "--peer-id", spec.peer_id, "--task", spec.task,
-                   "--seed", str(spec.seed), "--total-steps", str(spec.total_steps), "--role", spec.role,
-                   "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-                   "--learner", spec.learner_overrides]
-            if spec.checkpoint_dir:
-                cmd += ["--checkpoint-dir", spec.checkpoint_dir]
+            if spec.command:
+                # Foreign peers know nothing of port files: give them a free port and write it ourselves.
+                port = free_port()
+                port_file.write_text(str(port))
+                cmd: list[str] | str = spec.command.format(port=port, peer_id=spec.peer_id, task=spec.task,
+                                                           seed=spec.seed, total_steps=spec.total_steps,
+                                                           role=spec.role)
+            else:
+                cmd = [sys.executable, "-m", "peer_service", "--peer-id", spec.peer_id, "--task", spec.task,
+                       "--seed", str(spec.seed), "--total-steps", str(spec.total_steps), "--role", spec.role,
+                       "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
+                       "--learner", spec.learner_overrides, "--exit-with-parent"]
+                if spec.checkpoint_dir:
+                    cmd += ["--checkpoint-dir", spec.checkpoint_dir]
             log = (self.log_dir / f"{spec.peer_id}.log").open("ab")
-            # A new session: Ctrl-C in the terminal reaches only us, and we stop the peers in order.
+            # A new session: Ctrl-C in the terminal reaches only us, and we stop the peers in order
+            # (by PID; a shell command's whole process group is signalled).
             self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                   start_new_session=True))
+                                                   start_new_session=True, shell=isinstance(cmd, str)))
             log.close()
         deadline = time.monotonic() + self.start_timeout_s
         for spec, proc, port_file in zip(self.specs, self.processes, port_files, strict=True):
@@ -93,16 +106,31 @@ class LocalPeers:
 
     def stop(self, grace_s: float = 5.0) -> None:
         for proc in self.processes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
         end = time.monotonic() + grace_s
         for proc in self.processes:
             try:
                 proc.wait(timeout=max(end - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
+            _signal_group(proc, signal.SIGKILL)  # children a shell command left behind
         self._tmp.cleanup()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the peer's process group (it leads its own session), falling back to the PID."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def wait_healthy(address: str, timeout_s: float) -> None:

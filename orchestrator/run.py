@@ -34,12 +34,15 @@ def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
     return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
                      total_steps=config.steps, role=config.role(i),
                      checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
-                     learner_overrides=json.dumps(config.learner)) for i in range(config.peers)]
+                     learner_overrides=json.dumps(config.learner), command=config.command(i))
+            for i in range(config.peers)]
 
 
 def inproc_clients(specs: list[PeerSpec]) -> list[PeerClient]:
     from peer_service.peer import Peer, PeerConfig  # only the in-process transport builds peers here
 
+    if any(s.command for s in specs):
+        raise ValueError("--transport inproc runs Python peers only; peers with a command need grpc")
     return [InprocPeerClient(Peer(PeerConfig(peer_id=s.peer_id, task=s.task, seed=s.seed, total_steps=s.total_steps,
                                              role=s.role, checkpoint_dir=s.checkpoint_dir,
                                              learner_overrides=json.loads(s.learner_overrides))))

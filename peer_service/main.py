@@ -36,7 +36,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--learner", default=_env("LEARNER", "{}"),
                    help='JSON overrides of the learner preset, e.g. \'{"learning_starts": 500}\' (PEERLEARN_LEARNER)')
     p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when the process that started this peer dies (no orphans after kill -9)")
     return p
+
+
+async def _watch_parent(stop: asyncio.Event, interval_s: float = 0.5) -> None:
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            logging.getLogger("peerlearn.peer").warning("parent %d is gone: stopping", parent)
+            stop.set()
+            return
+        await asyncio.sleep(interval_s)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -50,5 +62,14 @@ def main(args: argparse.Namespace) -> int:
     config = PeerConfig(peer_id=args.peer_id, task=args.task, seed=args.seed, total_steps=args.total_steps,
                         role=args.role, checkpoint_dir=args.checkpoint_dir,
                         learner_overrides=json.loads(args.learner or "{}"))
-    asyncio.run(serve(Peer(config), host=args.host, port=args.port, port_file=args.port_file))
+    peer = Peer(config)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(_watch_parent(stop)) if args.exit_with_parent else None
+        await serve(peer, host=args.host, port=args.port, port_file=args.port_file, stop=stop)
+        if watcher is not None:
+            watcher.cancel()
+
+    asyncio.run(run())
     return 0

@@ -42,6 +42,9 @@ class RunConfig:
     suggestion_buffer: int = 1000
     trust_batch: int = 10
     """Entries per trust update; agent values draw max(1, trust_batch // N) per learning peer."""
+    agent_value_aggregation: str = "median"
+    """How the learners' evidence becomes agent values: median (robust, a peer's evidence about itself
+    excluded), trimmed_mean, or mean (the paper's pooled mean)."""
     early_fraction: float = 0.74
     """Share of the budget during which `early` mode follows random other peers."""
     # --- evaluation, results, transport
@@ -69,6 +72,9 @@ class RunConfig:
     def validate(self) -> RunConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.agent_value_aggregation not in ("mean", "median", "trimmed_mean"):
+            raise ValueError(f"agent_value_aggregation must be mean, median or trimmed_mean, "
+                             f"got {self.agent_value_aggregation!r}")
         if self.transport not in ("grpc", "inproc"):
             raise ValueError(f"transport must be grpc or inproc, got {self.transport!r}")
         if self.peers < 1 or self.steps < 1 or self.follow_steps < 1:

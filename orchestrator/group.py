@@ -25,7 +25,7 @@ import peerlearn
 from orchestrator.buffers import Batch, SuggestionBuffer
 from orchestrator.config import RunConfig
 from orchestrator.transport import PeerCallError, PeerClient
-from orchestrator.trust import choose, combine, td_targets, update_reputation
+from orchestrator.trust import aggregate_agent_values, choose, combine, td_targets, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.tensors import WireError, spaces_equal
 from peerlearn.validation import check_actions, check_states, check_values
@@ -244,16 +244,15 @@ class Group:
         """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
         evidence of all learners, each scored by its own critic (Eq. 7)."""
         lr = self.config.reputation_lr
-        pooled_followed, pooled_targets = [], []
+        evidence = []
         for m, kind, batch, targets in samples:
             if kind == "trust":
                 m.trust = update_reputation(m.trust, batch.followed, targets, lr)
             else:
-                pooled_followed.append(batch.followed)
-                pooled_targets.append(targets)
-        if pooled_targets:
-            self.agent_values = update_reputation(self.agent_values, np.concatenate(pooled_followed),
-                                                  np.concatenate(pooled_targets), lr)
+                evidence.append((m.index, batch.followed, targets))
+        if evidence:
+            self.agent_values = aggregate_agent_values(self.agent_values, evidence, lr,
+                                                       self.config.agent_value_aggregation)
 
     # 4. choose -------------------------------------------------------------
     def _choose(self, m: Member, plan: Plan, suggestions: dict[tuple[int, int], np.ndarray],

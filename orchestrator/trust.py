@@ -75,3 +75,43 @@ def update_reputation(values: np.ndarray, followed: np.ndarray, targets: np.ndar
 def follow_probabilities(components: Mapping[str, np.ndarray], temperature: float) -> np.ndarray:
     """Convenience for reports and tests: the softmax over combined scores."""
     return softmax(combine(components), temperature)
+
+
+AGGREGATIONS = ("mean", "median", "trimmed_mean")
+
+
+def aggregate_agent_values(values: np.ndarray, evidence: list[tuple[int, np.ndarray, np.ndarray]], lr: float,
+                           method: str = "median", exclude_self: bool = True) -> np.ndarray:
+    """Eq. 7 over the evidence of several evaluating peers.
+
+    `evidence` holds, per evaluating peer k, (k, followed, targets) scored by k's own critic.
+    - "mean": the paper's rule: pool every entry, v_j += lr * (mean of j's targets - v_j);
+    - "median" / "trimmed_mean": first each evaluator's mean target for j, then the median (or the
+      mean without the highest and lowest) across evaluators, with a peer's evidence about itself
+      excluded. One lying evaluator then moves v_j by at most the spread of the honest ones.
+    """
+    if method not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {method!r}")
+    if not evidence:
+        return np.array(values, dtype=np.float64, copy=True)
+    if method == "mean":
+        return update_reputation(values, np.concatenate([f for _, f, _ in evidence]),
+                                 np.concatenate([t for _, _, t in evidence]), lr)
+    new = np.array(values, dtype=np.float64, copy=True)
+    for j in range(len(values)):
+        means = []
+        for k, followed, targets in evidence:
+            mask = (followed == j) & np.isfinite(targets)
+            if (exclude_self and k == j) or not mask.any():
+                continue
+            means.append(float(targets[mask].mean()))
+        if not means:
+            continue
+        if method == "median":
+            target = float(np.median(means))
+        else:
+            ordered = sorted(means)
+            trimmed = ordered[1:-1] if len(ordered) >= 3 else ordered
+            target = float(np.mean(trimmed))
+        new[j] += lr * (target - new[j])
+    return new

@@ -85,3 +85,27 @@ def test_suggestion_buffer_is_fifo_and_samples_without_replacement() -> None:
     np.testing.assert_array_equal(batch.next_obs[:, 0], batch.obs[:, 0] + 1)
     np.testing.assert_array_equal(batch.followed, batch.rewards.astype(int) % 3)
     assert buf.sample(rng, 5) is None  # as the reference: needs more entries than the batch
+
+
+def test_agent_values_mean_is_the_papers_pooled_mean() -> None:
+    from orchestrator.trust import aggregate_agent_values
+
+    evidence = [(0, np.array([1, 1]), np.array([10.0, 20.0])), (1, np.array([1]), np.array([60.0]))]
+    new = aggregate_agent_values(np.array([0.0, 0.0]), evidence, lr=1.0, method="mean")
+    np.testing.assert_allclose(new, [0.0, 30.0])  # pooled: (10 + 20 + 60) / 3
+
+
+def test_agent_values_median_excludes_self_and_bounds_a_liar() -> None:
+    from orchestrator.trust import aggregate_agent_values
+
+    honest = [(k, np.array([0, 0]), np.array([5.0, 7.0])) for k in (1, 2)]  # mean 6 each
+    liar = (3, np.array([0, 3]), np.array([-1e6, 1e6]))  # runs peer 0 down, praises itself
+    new = aggregate_agent_values(np.zeros(4), [*honest, liar], lr=1.0, method="median")
+    assert new[0] == 6.0  # median of (6, 6, -1e6)
+    assert new[3] == 0.0  # only self-evidence about peer 3: excluded
+    plain = aggregate_agent_values(np.zeros(4), [*honest, liar], lr=1.0, method="mean")
+    assert plain[0] < -1e5 and plain[3] == 1e6  # the paper's mean is moved arbitrarily far
+    trimmed = aggregate_agent_values(np.zeros(4), [*honest, liar], lr=1.0, method="trimmed_mean")
+    assert trimmed[0] == 6.0
+    with pytest.raises(ValueError):
+        aggregate_agent_values(np.zeros(2), [], lr=1.0, method="max")

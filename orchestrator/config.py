@@ -54,8 +54,8 @@ class RunConfig:
     """Episodes per evaluation; 0 = exact for Room (every goal once), 10 otherwise."""
     log_every: int = 100
     """Group steps between rows of group.csv and TensorBoard scalars."""
-    checkpoint_every: int = 0
-    """Group steps between peer checkpoints; 0 = only at the end."""
+    checkpoint_every: int = 1_000
+    """Group steps between checkpoints of the peers and the orchestrator (for --resume); 0 = only at the end."""
     out: str = "runs"
     name: str = ""
     """Run folder name under `out`; empty = <task>-<mode>-s<seed>-<time>. Existing folders are never reused."""
@@ -66,6 +66,18 @@ class RunConfig:
     rpc_timeout_s: float = 5.0
     step_timeout_s: float = 10.0
     progress: bool = True
+    # --- peer health (orchestrator/health.py)
+    eject_after: int = 3
+    """Consecutive failing group steps after which a peer is ejected (probed, then re-admitted)."""
+    quorum: int = 1
+    """Usable acting peers needed to go on."""
+    below_quorum: str = "continue"
+    """continue (the remaining peers go on alone) or pause (wait up to pause_timeout_s for rejoins)."""
+    pause_timeout_s: float = 60.0
+    probe_max_backoff_s: float = 0.5
+    """Cap of the health-probe backoff of an ejected peer (it is re-admitted within ~this of being back)."""
+    restart_peers: int = 5
+    """How often `peerlearn run` restarts a crashed local peer process (with backoff); 0 = never."""
     learner: dict[str, Any] = field(default_factory=dict)
     """Overrides of the learner preset, e.g. {learning_starts = 500}."""
 
@@ -75,6 +87,8 @@ class RunConfig:
         if self.agent_value_aggregation not in ("mean", "median", "trimmed_mean"):
             raise ValueError(f"agent_value_aggregation must be mean, median or trimmed_mean, "
                              f"got {self.agent_value_aggregation!r}")
+        if self.below_quorum not in ("continue", "pause"):
+            raise ValueError(f"below_quorum must be continue or pause, got {self.below_quorum!r}")
         if self.transport not in ("grpc", "inproc"):
             raise ValueError(f"transport must be grpc or inproc, got {self.transport!r}")
         if self.peers < 1 or self.steps < 1 or self.follow_steps < 1:

@@ -24,6 +24,7 @@ import numpy as np
 import peerlearn
 from orchestrator.buffers import Batch, SuggestionBuffer
 from orchestrator.config import RunConfig
+from orchestrator.health import HEALTHY, HealthMonitor
 from orchestrator.transport import PeerCallError, PeerClient
 from orchestrator.trust import aggregate_agent_values, choose, combine, td_targets, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
@@ -48,7 +49,10 @@ class Member:
     steps: int = 0  # env steps taken in this run
     following: int = NOBODY
     redecide: bool = True
+    state: str = HEALTHY  # healthy -> suspect -> ejected -> rejoining (health.py)
     consecutive_failures: int = 0
+    failed_this_step: bool = False
+    invalid_replies: int = 0
     last_episode_return: float = math.nan
     last_eval_return: float = math.nan
     errors: list[str] = field(default_factory=list)
@@ -84,7 +88,8 @@ class Group:
         self.rng = np.random.default_rng(config.seed)
         n = len(members)
         self.agent_values = np.full(n, config.init_agent_value, dtype=np.float64)
-        self.advisers = [m.index for m in members if m.info.capabilities.advises]
+        self.health = HealthMonitor(self)
+        self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
         self.av_batch = max(1, config.trust_batch // n)  # section 9.5: at least one entry per peer
         self.t = 0
@@ -114,21 +119,28 @@ class Group:
 
     # ------------------------------------------------------------------ the loop
     async def run(self, steps: int, on_step: Callable[[Group], Awaitable[None] | None] | None = None) -> None:
-        await self.evaluate_all(force=True)
-        while self.t < steps:
-            await self.step()
-            await self.evaluate_all()
-            if self.config.checkpoint_every and self.t % self.config.checkpoint_every == 0:
-                await self.checkpoint()
-            if on_step is not None:
-                maybe = on_step(self)
-                if maybe is not None:
-                    await maybe
-        if self.t % self.config.eval_every != 0:
-            await self.evaluate_all(force=True)
+        try:
+            if self.t == 0:
+                await self.evaluate_all(force=True)
+            while self.t < steps:
+                await self.step()
+                await self.evaluate_all()
+                if self.config.checkpoint_every and self.t % self.config.checkpoint_every == 0:
+                    await self.checkpoint()
+                if on_step is not None:
+                    maybe = on_step(self)
+                    if maybe is not None:
+                        await maybe
+            if self.t % self.config.eval_every != 0:
+                await self.evaluate_all(force=True)
+        finally:
+            await self.health.close()
 
     async def step(self) -> None:
-        acting = [m for m in self.members if m.acts and m.obs is not None]
+        await self.health.before_step()
+        usable = self.health.usable
+        self.advisers = [m.index for m in self.members if m.info.capabilities.advises and usable(m)]
+        acting = [m for m in self.members if m.acts and m.obs is not None and usable(m)]
         plans = {m.index: self._plan(m) for m in acting}
 
         t0 = time.perf_counter()
@@ -185,7 +197,7 @@ class Group:
             except (PeerCallError, WireError) as err:
                 self._failed(member, "Suggest", err)
                 return {}
-            member.consecutive_failures = 0
+            self.health.on_success(member)
             return {(a, adviser): actions[k] for k, a in enumerate(who)}
 
         results = await asyncio.gather(*(ask(adv, who) for adv, who in askers.items()))
@@ -225,6 +237,7 @@ class Group:
             except (PeerCallError, WireError) as err:
                 self._failed(m, "Evaluate", err)
                 return m.index, None, []
+            self.health.on_success(m)
             out, offset = [], 0
             for kind, b in draws:
                 k = len(b)
@@ -234,7 +247,7 @@ class Group:
                 out.append((m, kind, b, targets))
             return m.index, ((candidates, q) if candidates else None), out
 
-        learners = [m for m in acting if m.info.capabilities.evaluates]
+        learners = [m for m in acting if m.info.capabilities.evaluates and self.health.usable(m)]
         results = await asyncio.gather(*(evaluate(m) for m in learners))
         q_values = {i: qc for i, qc, _ in results if qc is not None}
         samples = [s for _, _, part in results for s in part]
@@ -300,7 +313,7 @@ class Group:
             if result.episode_return is not None:
                 m.last_episode_return = result.episode_return
 
-        await asyncio.gather(*(step(m) for m in acting))
+        await asyncio.gather(*(step(m) for m in acting if self.health.usable(m)))
 
     async def _step_with_retry(self, m: Member, action: np.ndarray | None) -> StepResult | None:
         step_id = m.step_id + 1
@@ -310,7 +323,7 @@ class Group:
                 check_states(result.next_observation[None], m.info.observation_space, "next_observation")
                 if result.done and result.reset_observation is None:
                     raise WireError("episode ended without reset_observation")
-                m.consecutive_failures = 0
+                self.health.on_success(m)
                 return result
             except (PeerCallError, WireError) as err:
                 if attempt == 1 or getattr(err, "code", "") in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
@@ -320,7 +333,7 @@ class Group:
 
     # ------------------------------------------------------------------ evaluation, checkpoints
     async def evaluate_all(self, force: bool = False) -> None:
-        due = [m for m in self.members if m.acts and m.info.capabilities.learns
+        due = [m for m in self.members if m.acts and m.info.capabilities.learns and self.health.usable(m)
                and (force or (m.steps > 0 and m.steps % self.config.eval_every == 0))]
 
         async def run(m: Member) -> None:
@@ -347,9 +360,12 @@ class Group:
         await asyncio.gather(*(save(m) for m in self.members if m.info.capabilities.learns))
 
     def _failed(self, m: Member, call: str, err: Exception) -> None:
-        m.consecutive_failures += 1
+        """The peer abstains from the rest of this step; repeated failures eject it (health.py)."""
+        if isinstance(err, WireError) or getattr(err, "code", "") == "BAD_REPLY":
+            m.invalid_replies += 1
         m.errors.append(f"step {self.t}: {call}: {err}")
         del m.errors[:-20]
+        self.health.on_failure(m)
 
     # ------------------------------------------------------------------ reporting
     @property

@@ -121,6 +121,15 @@ class RunRecorder:
         if (w := self.writer(m.name)) is not None:
             w.add_scalar("eval/mean_return", result.mean_return, m.steps)
 
+    def health_event(self, group: Group, m: Member, event: str) -> None:
+        """health.csv: every state change of a peer (suspect, ejected, back, rejoined, ...)."""
+        path = self.run_dir / "health.csv"
+        new = not path.exists()
+        with path.open("a") as f:
+            if new:
+                f.write("time,group_step,peer,event\n")
+            f.write(f"{time.time() - self.started:.4f},{group.t},{m.name},{event}\n")
+
     def group_row(self, group: Group) -> None:
         members = group.members
         row: list[Any] = [group.t, f"{time.time() - self.started:.4g}", f"{group.steps_per_second:.4g}"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from peerlearn.grpc_options import channel_options
 from peerlearn.messages import EvalResult, PeerInfo, StepResult, eval_from_proto, info_from_proto, step_from_proto
@@ -65,6 +66,10 @@ class PeerClient(abc.ABC):
 
     @abc.abstractmethod
     async def load(self, tag: str = "") -> tuple[str, int]: ...
+
+    async def check_health(self, timeout_s: float = 1.0) -> bool:
+        """grpc.health.v1 says SERVING (in-process peers are always healthy)."""
+        return True
 
     async def close(self) -> None:
         return None
@@ -122,6 +127,14 @@ class GrpcPeerClient(PeerClient):
         self.deadlines = deadlines or Deadlines()
         self.channel = grpc.aio.insecure_channel(address, options=channel_options())
         self.stub = peer_pb2_grpc.PeerServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def check_health(self, timeout_s: float = 1.0) -> bool:
+        try:
+            reply = await self.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        except grpc.aio.AioRpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     async def _call(self, name: str, request, timeout: float, wait_for_ready: bool = False):  # type: ignore[no-untyped-def]
         try:

@@ -69,8 +69,9 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext) -> pb.EvaluateReply:
         def work() -> pb.EvaluateReply:
-            q, v = self.peer.evaluate(_batch(request, "q_states"), _batch(request, "q_actions"),
-                                      _batch(request, "v_states"))
+            obs, act = self.peer.observation_space, self.peer.action_space
+            q, v = self.peer.evaluate(_batch(request, "q_states", obs), _batch(request, "q_actions", act),
+                                      _batch(request, "v_states", obs))
             return pb.EvaluateReply(q_values=to_tensor(q), v_values=to_tensor(v))
         return await self._run(context, work, read_only=True)
 
@@ -107,12 +108,13 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
         return await self._run(context, work, read_only=False)
 
 
-def _batch(request: Any, field: str) -> Any:
-    """An unset batch field means an empty batch; shapes are checked by the peer."""
+def _batch(request: Any, field: str, space: Any) -> Any:
+    """An unset batch field means an empty batch of the space's shape; shapes are checked by the peer."""
     import numpy as np
 
     if not request.HasField(field):
-        return np.zeros((0,), dtype=np.int64 if field == "q_actions" else np.float32)
+        discrete = not space.shape
+        return np.zeros((0, *(space.shape or ())), dtype=np.int64 if discrete else np.float32)
     return from_tensor(getattr(request, field), field)
 
 

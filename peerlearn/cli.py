@@ -90,6 +90,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return asyncio.run(status(args.address, args.timeout))
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from peerlearn.conformance import run
+
+    return run(args.address, args.pytest_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peerlearn", description="Peer learning with every agent a gRPC service.")
     sub = parser.add_subparsers(dest="command")
@@ -122,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("address")
     status.add_argument("--timeout", type=float, default=5.0)
     status.set_defaults(func=cmd_status)
+
+    conformance = sub.add_parser("conformance", help="check a live peer (any language) against peerlearn.v1")
+    conformance.add_argument("address", help="host:port of the peer")
+    conformance.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments, e.g. -k suggest")
+    conformance.set_defaults(func=cmd_conformance)
     return parser
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from peerlearn.conformance import main
+
+sys.exit(main())

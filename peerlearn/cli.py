@@ -65,9 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_orchestrate(args: argparse.Namespace) -> int:
     from orchestrator.run import run_group
 
-    config = _config(args)
     addresses = [a.strip() for a in args.peers.split(",") if a.strip()]
-    config.peers = len(addresses)
+    args.peers = len(addresses)  # _config copies it to RunConfig.peers (an int) before validating
+    config = _config(args)
     _print_summary(asyncio.run(run_group(config, addresses)))
     return 0
 
@@ -96,6 +96,12 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     return run(args.address, args.pytest_args)
 
 
+def cmd_sweep_ray(args: argparse.Namespace) -> int:
+    from orchestrator.ray_sweep import main as sweep_main
+
+    return sweep_main(args, _config(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peerlearn", description="Peer learning with every agent a gRPC service.")
     sub = parser.add_subparsers(dest="command")
@@ -118,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     peer = sub.add_parser("peer", help="serve one peer (flags or PEERLEARN_* environment variables)")
     peer_parser(peer)
     peer.set_defaults(func=cmd_peer)
+
+    from orchestrator.ray_sweep import add_arguments as sweep_arguments
+
+    sweep = sub.add_parser("sweep-ray", help="independent groups (tasks x seeds x modes) on a Ray cluster")
+    _add_run_options(sweep)
+    sweep_arguments(sweep)
+    sweep.set_defaults(func=cmd_sweep_ray)
 
     probe = sub.add_parser("probe", help="health, handshake and one Suggest of a peer")
     probe.add_argument("address")

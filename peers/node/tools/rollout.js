@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+'use strict';
+// Parity helper for tests/test_node_peer.py: reads JSON from stdin
+//   { "rollouts": [{ "size": 21, "goal_index": 5, "actions": [0, 2, ...] }],
+//     "suggest": [{ "size": 21, "mirror": false, "obs": [a, b, c, d] }] }
+// and writes the Node env's observations, rewards and truncation flags, and the scripted moves.
+
+const { Room, optimalAction } = require('../src/room');
+
+const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+const rollouts = (input.rollouts || []).map(({ size, goal_index: goalIndex, actions }) => {
+  const env = new Room(size);
+  const observations = [Array.from(env.reset({ goalIndex }))];
+  const rewards = [];
+  const truncated = [];
+  for (const a of actions) {
+    const out = env.step(a);
+    observations.push(Array.from(out.observation));
+    rewards.push(out.reward);
+    truncated.push(out.truncated);
+  }
+  return { observations, rewards, truncated };
+});
+const suggest = (input.suggest || []).map(({ size, mirror, obs }) => optimalAction(Float32Array.from(obs), size, mirror));
+process.stdout.write(JSON.stringify({ rollouts, suggest }));

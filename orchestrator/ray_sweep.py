@@ -145,9 +145,9 @@ def run_sweep(configs: list[RunConfig], out: str | Path, name: str = "", address
                 result.run_dir = str(unpack(packed, sweep_dir).relative_to(sweep_dir))
             results.append(result)
             if echo:
-                evals = ", ".join(f"{k} {v:.2f}" for k, v in result.final_eval.items())
-                print(f"  [{len(results)}/{len(configs)}] {result.name} on {result.node or '?'}: "
-                      + (f"ok in {result.seconds:.0f} s ({evals})" if result.ok else f"FAILED: {result.error}"))
+                evals = ",".join(f"{k} {v:.2f}" for k, v in result.final_eval.items())
+                outcome = f"ok in {result.seconds:.0f} s ({evals})" if result.ok else f"FAILED {result.error}"
+                print(f"  [{len(results)}/{len(configs)}] {result.name} on {result.node or '?'}: {outcome}")
     finally:
         (sweep_dir / "sweep.json").write_text(json.dumps(
             {"groups": [vars(r) for r in sorted(results, key=lambda r: r.name)],
@@ -160,10 +160,12 @@ def run_sweep(configs: list[RunConfig], out: str | Path, name: str = "", address
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", help="comma-separated tasks (default: --task, or room-6)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2 (default 0)")
-    p.add_argument("--modes", help=f"comma-separated conditions from {', '.join(MODES)} (default: --mode, or peer)")
+    p.add_argument("--modes", help=f"comma-separated conditions from {', '.join(MODES)} "
+                                    "(default: --mode, or peer)")
     p.add_argument("--peers", type=int, help="peers per group (default 3)")
     p.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default: a local Ray")
-    p.add_argument("--cpus-per-group", type=float, help="CPUs Ray reserves per group (default: its peer count)")
+    p.add_argument("--cpus-per-group", type=float,
+                   help="CPUs Ray reserves per group (default: its peer count)")
 
 
 def main(args: argparse.Namespace, base: RunConfig) -> int:
@@ -173,7 +175,8 @@ def main(args: argparse.Namespace, base: RunConfig) -> int:
     modes = [m for m in (args.modes or base.mode).split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     configs = sweep_configs(base, tasks, seeds, modes)
-    _, results = run_sweep(configs, base.out, base.name, address=args.address, cpus_per_group=args.cpus_per_group)
+    _, results = run_sweep(configs, base.out, base.name, address=args.address,
+                           cpus_per_group=args.cpus_per_group)
     failed = [r.name for r in results if not r.ok]
     if failed:
         print(f"{len(failed)} of {len(configs)} groups failed: {', '.join(failed)}")

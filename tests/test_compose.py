@@ -36,7 +36,7 @@ def _tool(name: str) -> str | None:
 
 def test_compose_file_is_the_generators_output() -> None:
     assert COMPOSE.read_text() == _generator().render(4), \
-        "docker-compose.yml differs from `python3 deploy/compose.py --peers 4`: regenerate it with -o docker-compose.yml"
+        "docker-compose.yml is stale: python3 deploy/compose.py --peers 4 -o docker-compose.yml"
 
 
 @pytest.mark.parametrize("n", [1, 4, 9])
@@ -48,7 +48,8 @@ def test_group_structure(n: int) -> None:
     assert peers == [f"peer-{i}" for i in range(n)]
     for i, p in enumerate(peers):
         svc = services[p]
-        assert svc["healthcheck"]["test"][0] == "CMD" and "peerlearn-healthcheck" in svc["healthcheck"]["test"][-1]
+        check = svc["healthcheck"]["test"]
+        assert check[0] == "CMD" and "peerlearn-healthcheck" in check[-1]
         assert svc["environment"]["PEERLEARN_PEER_ID"] == p
         assert svc["environment"]["PEERLEARN_SEED"] == f"${{PEERLEARN_SEED:-0}}{i:03d}"  # seed*1000+i as text
         assert svc["networks"] == ["group"]
@@ -80,13 +81,14 @@ def test_compose_spec_schema() -> None:
 def test_docker_compose_config(tmp_path: Path, env: dict[str, str]) -> None:
     tool = shutil.which("docker-compose")
     if not tool:
-        loud_skip("docker-compose is not installed (apt-get install docker-compose): `docker-compose config -q` "
-                  "NOT run")
+        loud_skip("docker-compose is not installed (apt-get install docker-compose): "
+                  "`docker-compose config -q` NOT run")
     import os
 
     for file in (COMPOSE, tmp_path / "docker-compose.8.yml"):
         if file != COMPOSE:
             file.write_text(_generator().render(8))
         result = subprocess.run([tool, "--project-directory", str(ROOT), "-f", str(file), "config", "-q"],
-                                capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=ROOT)
+                                capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+                                cwd=ROOT)
         assert result.returncode == 0, result.stderr

@@ -32,7 +32,7 @@ def _by_kind(text: str) -> dict[str, dict]:
 def test_checked_in_manifests_are_the_renderers_defaults() -> None:
     render = _render()
     for file, make in render.DEFAULTS.items():
-        assert (K8S / file).read_text() == make(), f"deploy/k8s/{file} is stale: python3 deploy/k8s/render.py defaults"
+        assert (K8S / file).read_text() == make(), f"{file} is stale: run deploy/k8s/render.py defaults"
 
 
 @pytest.mark.timeout(120)

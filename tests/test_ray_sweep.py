@@ -83,4 +83,5 @@ def test_sweep_on_local_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert list((run / "plots").glob("*.png"))
         assert len(r.final_eval) == 2
     index = json.loads((sweep_dir / "sweep.json").read_text())
-    assert [g["name"] for g in index["groups"]] == ["room-3-peer-s0", "room-3-peer-s1"] and not index["missing"]
+    assert [g["name"] for g in index["groups"]] == ["room-3-peer-s0", "room-3-peer-s1"]
+    assert not index["missing"]

@@ -57,7 +57,8 @@ def group(name: str = "", peers: int = 4, task: str = "room-6", steps: int = 600
     run_name = name or f"{task}-peer-s{seed}"
     return f"""\
 # A peer group spread over the cluster's nodes: rendered by
-#   python3 deploy/k8s/render.py group --name '{name}' --peers {peers} --task {task} --steps {steps} --seed {seed}
+#   python3 deploy/k8s/render.py group --name '{name}' --peers {peers} \\
+#     --task {task} --steps {steps} --seed {seed}
 # Peer i is pod {sts}-i, reachable as {sts}-i.{service}:{PORT} (headless Service, stable DNS).
 apiVersion: v1
 kind: Service
@@ -121,7 +122,8 @@ spec:
           # Peer id = pod name; seed = group seed * 1000 + ordinal (as `peerlearn run` seeds its peers).
           command: ["sh", "-c"]
           args:
-            - export PEERLEARN_PEER_ID="$HOSTNAME" PEERLEARN_SEED=$$(( GROUP_SEED * 1000 + ${{HOSTNAME##*-}} ));
+            - export PEERLEARN_PEER_ID="$HOSTNAME"
+              PEERLEARN_SEED=$$(( GROUP_SEED * 1000 + ${{HOSTNAME##*-}} ));
               exec peerlearn peer
           env:
             - name: GROUP_SEED
@@ -266,7 +268,9 @@ def sweep(tasks: list[str], seeds: list[int], peers: int = 4, steps: int = 6000,
     return f"""\
 # Independent groups (tasks x seeds = {len(cells)}) as one Indexed Job: pod k runs group k with its peers
 # as local processes (`peerlearn run`). Rendered by
-#   python3 deploy/k8s/render.py sweep --name {name} --tasks {",".join(tasks)} --seeds {",".join(map(str, seeds))} --peers {peers} --steps {steps} --parallelism {parallelism} --mode {mode}
+#   python3 deploy/k8s/render.py sweep --name {name} --tasks {",".join(tasks)} \\
+#     --seeds {",".join(map(str, seeds))} --peers {peers} --steps {steps} \\
+#     --parallelism {parallelism} --mode {mode}
 apiVersion: batch/v1
 kind: Job
 metadata:

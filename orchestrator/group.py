@@ -94,7 +94,9 @@ class Group:
         self.av_batch = max(1, config.trust_batch // n)  # section 9.5: at least one entry per peer
         self.t = 0
         self.started = time.perf_counter()
+        self._t_started = 0
         self.round_seconds = {"suggest": 0.0, "evaluate": 0.0, "step": 0.0}
+        self.max_step_seconds = 0.0
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -158,6 +160,7 @@ class Group:
         self.round_seconds["suggest"] += t1 - t0
         self.round_seconds["evaluate"] += t2 - t1
         self.round_seconds["step"] += t3 - t2
+        self.max_step_seconds = max(self.max_step_seconds, t3 - t0)
         self.t += 1
         if self.recorder is not None and self.t % self.config.log_every == 0:
             self.recorder.group_row(self)
@@ -326,7 +329,16 @@ class Group:
                 self.health.on_success(m)
                 return result
             except (PeerCallError, WireError) as err:
-                if attempt == 1 or getattr(err, "code", "") in ("INVALID_ARGUMENT", "FAILED_PRECONDITION"):
+                # Retry only a quick transport failure (a reset connection): a timed-out retry would
+                # cost a frozen peer's group a second deadline. A lost reply is healed at rejoin.
+                code = getattr(err, "code", "")
+                if code in ("ALREADY_EXISTS", "FAILED_PRECONDITION"):
+                    # The peer's counter or episode differs from ours (a reply was lost, or it
+                    # restarted): re-handshake at the next step boundary instead of failing again.
+                    self._failed(m, "Step", err)
+                    self.health.resync(m)
+                    return None
+                if attempt == 1 or code != "UNAVAILABLE":
                     self._failed(m, "Step", err)
                     return None
         return None
@@ -350,14 +362,61 @@ class Group:
         if due:
             await asyncio.gather(*(run(m) for m in due))
 
-    async def checkpoint(self) -> None:
-        async def save(m: Member) -> None:
+    async def checkpoint(self) -> bool:
+        """Checkpoint every learner at this step boundary, then the orchestrator's own state.
+
+        The orchestrator's state is written only when every learner saved, so `--resume` always
+        finds a consistent set (peers' checkpoints named by step id + trust, buffers, counters).
+        """
+        async def save(m: Member) -> str | None:
             try:
-                await m.client.save(m.step_id)
+                return (await m.client.save(m.step_id))[1]
             except PeerCallError as err:
                 self._failed(m, "Save", err)
+                return None
 
-        await asyncio.gather(*(save(m) for m in self.members if m.info.capabilities.learns))
+        learners = [m for m in self.members if m.info.capabilities.learns]
+        tags = await asyncio.gather(*(save(m) for m in learners if self.health.usable(m)))
+        if len(tags) != len(learners) or None in tags:
+            return False
+        if self.recorder is not None:
+            self.recorder.checkpoint(self.state_dict(dict(zip([m.index for m in learners], tags, strict=True))))
+        return True
+
+    def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
+        return {"t": self.t, "rng": self.rng.bit_generator.state, "agent_values": self.agent_values.copy(),
+                "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
+                             "trust": m.trust.copy(), "follow_counts": m.follow_counts.copy(),
+                             "last_eval_return": m.last_eval_return,
+                             "buffer": m.buffer.state() if m.buffer is not None else None}
+                            for m in self.members]}
+
+    async def restore(self, state: dict[str, Any]) -> None:
+        """Continue from an orchestrator checkpoint: peers load their checkpoint of that step and
+        start a fresh episode; trust, agent values, buffers, counters and the RNG continue."""
+        names = [m.name for m in self.members]
+        if [s["name"] for s in state["members"]] != names:
+            raise GroupError(f"checkpoint is of peers {[s['name'] for s in state['members']]}, group has {names}")
+
+        async def load(m: Member, saved: dict[str, Any]) -> None:
+            if saved["tag"] is not None:
+                _, step_id = await m.client.load(saved["tag"])
+                if step_id != saved["step_id"]:
+                    raise GroupError(f"{m.name} restored step {step_id}, the orchestrator expected {saved['step_id']}")
+            if m.acts:
+                m.obs, m.step_id = await m.client.reset(None)
+
+        await asyncio.gather(*(load(m, saved) for m, saved in zip(self.members, state["members"], strict=True)))
+        self.t = self._t_started = int(state["t"])
+        self.started = time.perf_counter()
+        self.rng.bit_generator.state = state["rng"]
+        self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
+        for m, saved in zip(self.members, state["members"], strict=True):
+            m.steps, m.trust = int(saved["steps"]), np.asarray(saved["trust"], dtype=np.float64).copy()
+            m.follow_counts = np.asarray(saved["follow_counts"]).copy()
+            m.last_eval_return = float(saved["last_eval_return"])
+            if m.buffer is not None and saved["buffer"] is not None:
+                m.buffer.restore(saved["buffer"])
 
     def _failed(self, m: Member, call: str, err: Exception) -> None:
         """The peer abstains from the rest of this step; repeated failures eject it (health.py)."""
@@ -370,7 +429,7 @@ class Group:
     # ------------------------------------------------------------------ reporting
     @property
     def steps_per_second(self) -> float:
-        return self.t / max(time.perf_counter() - self.started, 1e-9)
+        return (self.t - self._t_started) / max(time.perf_counter() - self.started, 1e-9)
 
     def follow_matrix(self) -> np.ndarray:
         return np.stack([m.follow_counts for m in self.members])

@@ -73,6 +73,12 @@ class HealthMonitor:
         if m.index not in self._probes or self._probes[m.index].done():
             self._probes[m.index] = asyncio.create_task(self._probe(m))
 
+    def resync(self, m: Member) -> None:
+        """The peer answers but its state differs from ours: rejoin it at the next step boundary."""
+        if m.state != EJECTED:
+            m.state = REJOINING
+            self._event(m, "out of sync")
+
     async def _probe(self, m: Member) -> None:
         delay = 0.05
         while m.state == EJECTED:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class PeerSpec:
     # A peer in another language: a shell command template started instead of the Python peer.
     # Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role}. The launcher picks the port.
     command: str | None = None
+    # An attack mode (peer_service/attacks.py) for robustness studies; "" = honest.
+    attack: str = ""
 
 
 class PeerStartError(RuntimeError):
@@ -48,6 +51,10 @@ class LocalPeers:
         self.start_timeout_s = start_timeout_s
         self.processes: list[subprocess.Popen] = []
         self.addresses: list[str] = []
+        self.commands: list[list[str] | str] = []
+        self.restarts: list[int] = [0] * len(specs)
+        self.all_pids: list[int] = []  # every process ever started, restarts included
+        self._stopping = False
         self._tmp = tempfile.TemporaryDirectory(prefix="peerlearn-ports-")
 
     async def __aenter__(self) -> LocalPeers:
@@ -68,7 +75,6 @@ class LocalPeers:
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port_files = []
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         for spec in self.specs:
             port_file = Path(self._tmp.name) / f"{spec.peer_id}.port"
             port_files.append(port_file)
@@ -86,12 +92,10 @@ class LocalPeers:
                        "--learner", spec.learner_overrides, "--exit-with-parent"]
                 if spec.checkpoint_dir:
                     cmd += ["--checkpoint-dir", spec.checkpoint_dir]
-            log = (self.log_dir / f"{spec.peer_id}.log").open("ab")
-            # A new session: Ctrl-C in the terminal reaches only us, and we stop the peers in order
-            # (by PID; a shell command's whole process group is signalled).
-            self.processes.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                                   start_new_session=True, shell=isinstance(cmd, str)))
-            log.close()
+                if spec.attack:
+                    cmd += ["--attack", spec.attack]
+            self.commands.append(cmd)
+            self.processes.append(self._spawn(len(self.commands) - 1))
         deadline = time.monotonic() + self.start_timeout_s
         for spec, proc, port_file in zip(self.specs, self.processes, port_files, strict=True):
             while not port_file.exists():
@@ -101,10 +105,48 @@ class LocalPeers:
                 if time.monotonic() > deadline:
                     raise PeerStartError(f"peer {spec.peer_id} did not start within {self.start_timeout_s} s")
                 await asyncio.sleep(0.05)
-            self.addresses.append(f"127.0.0.1:{port_file.read_text().strip()}")
+            port = port_file.read_text().strip()
+            self.addresses.append(f"127.0.0.1:{port}")
+            cmd = self.commands[len(self.addresses) - 1]
+            if isinstance(cmd, list):  # a restart must come back on the same port
+                cmd[cmd.index("--port") + 1] = port
         await asyncio.gather(*(wait_healthy(a, max(deadline - time.monotonic(), 1.0)) for a in self.addresses))
 
+    async def supervise(self, max_restarts: int, on_restart: Callable[[int, int], None] | None = None,
+                        poll_s: float = 0.2) -> None:
+        """Restart crashed peers on their port, with backoff (0.5 s doubling to 8 s) and a limit.
+
+        Runs until cancelled. `on_restart(index, exit_code)` is told about every restart.
+        """
+        due: dict[int, float] = {}
+        while not self._stopping:
+            for i, proc in enumerate(self.processes):
+                if proc.poll() is None or self.restarts[i] >= max_restarts:
+                    continue
+                now = time.monotonic()
+                if i not in due:
+                    due[i] = now + min(0.5 * 2 ** self.restarts[i], 8.0)
+                elif now >= due[i]:
+                    del due[i]
+                    self.restarts[i] += 1
+                    if on_restart is not None:
+                        on_restart(i, proc.returncode)
+                    self.processes[i] = self._spawn(i)
+            await asyncio.sleep(poll_s)
+
+    def _spawn(self, i: int) -> subprocess.Popen:
+        """Start peer i. A new session: Ctrl-C in the terminal reaches only us, and we stop the peers
+        in order (by PID; a shell command's whole process group is signalled)."""
+        cmd = self.commands[i]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        with (self.log_dir / f"{self.specs[i].peer_id}.log").open("ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    shell=isinstance(cmd, str))
+        self.all_pids.append(proc.pid)
+        return proc
+
     def stop(self, grace_s: float = 5.0) -> None:
+        self._stopping = True
         for proc in self.processes:
             _signal_group(proc, signal.SIGTERM)
         end = time.monotonic() + grace_s

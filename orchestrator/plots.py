@@ -34,7 +34,8 @@ def learning_curves(run_dir: Path, ax: plt.Axes) -> None:
         ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
     ax.set_xlabel("env steps per peer")
     ax.set_ylabel("evaluation return (own deterministic policy)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 
 

@@ -20,14 +20,15 @@ def _fmt(x: float) -> str:
 
 
 class LiveView:
-    def __init__(self, total_steps: int, title: str, enabled: bool = True, refresh_s: float = 0.25) -> None:
+    def __init__(self, total_steps: int, title: str, enabled: bool = True, refresh_s: float = 0.25,
+                 start: int = 0) -> None:
         self.enabled = enabled
         self.refresh_s = refresh_s
         self.console = Console(stderr=True)
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[sps]} steps/s"), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=self.console)
-        self.task = self.progress.add_task(title, total=total_steps, sps="-")
+        self.task = self.progress.add_task(title, total=total_steps, sps="-", completed=start)
         self.live: Live | None = None
         self._last = 0.0
         self._table = Table()

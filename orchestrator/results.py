@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 import platform
 import time
 from importlib import metadata
@@ -62,32 +63,62 @@ class RunRecorder:
         self._files: dict[str, Any] = {}
         self._group_csv: Any = None
         self._last_loss_step: dict[str, int] = {}
+        self._purge: dict[str, int] = {}
 
-    def start(self, group: Group) -> None:
-        info = {"seed": self.config.seed, "versions": versions(),
-                "peers": [{"peer_id": m.name, "address": m.client.address, "language": m.info.language,
-                           "implementation": m.info.implementation, "env_id": m.info.env_id,
-                           "capabilities": vars(m.info.capabilities)} for m in group.members]}
-        (self.run_dir / "versions.json").write_text(json.dumps(info, indent=2))
+    def start(self, group: Group, resume: dict[str, Any] | None = None) -> None:
+        """Create the result files, or (resume) cut them back to their size at the checkpoint and
+        append: rows written after the checkpoint are dropped, none are duplicated or missing."""
+        sizes: dict[str, int] = resume["files"] if resume else {}
+        if resume:
+            self.started = time.time() - float(resume["elapsed_s"])
+            self._purge = {"group": int(resume["t"])} | {m["name"]: int(m["steps"]) for m in resume["members"]}
+        else:
+            info = {"seed": self.config.seed, "versions": versions(),
+                    "peers": [{"peer_id": m.name, "address": m.client.address, "language": m.info.language,
+                               "implementation": m.info.implementation, "env_id": m.info.env_id,
+                               "capabilities": vars(m.info.capabilities)} for m in group.members]}
+            (self.run_dir / "versions.json").write_text(json.dumps(info, indent=2))
         for m in group.members:
             peer_dir = self.run_dir / "peers" / m.name
             peer_dir.mkdir(parents=True, exist_ok=True)
             if m.acts:
-                monitor = (peer_dir / "monitor.csv").open("w", newline="")
-                monitor.write("#" + json.dumps({"t_start": self.started, "env_id": m.info.env_id}) + "\n")
-                monitor.write("r,l,t\n")
-                self._files[f"monitor/{m.name}"] = monitor
-                evals = (peer_dir / "evaluations.csv").open("w", newline="")
-                evals.write("step,time,mean_return,std_return,episodes,exact,returns\n")
-                self._files[f"evals/{m.name}"] = evals
+                header = "#" + json.dumps({"t_start": self.started, "env_id": m.info.env_id}) + "\nr,l,t\n"
+                self._open(f"monitor/{m.name}", peer_dir / "monitor.csv", header, sizes)
+                self._open(f"evals/{m.name}", peer_dir / "evaluations.csv",
+                           "step,time,mean_return,std_return,episodes,exact,returns\n", sizes)
         names = [m.name for m in group.members]
         header = ["group_step", "time", "sps"]
         header += [f"steps/{a}" for a in names]
         header += [f"trust/{a}/{b}" for a in names for b in names]
         header += [f"agent_value/{b}" for b in names]
         header += [f"follow/{a}/{b}" for a in names for b in names]
-        self._group_csv = (self.run_dir / "group.csv").open("w", newline="")
-        csv.writer(self._group_csv).writerow(header)
+        self._group_csv = self._open("group", self.run_dir / "group.csv", ",".join(header) + "\n", sizes)
+        self._open("health", self.run_dir / "health.csv", "time,unix_time,group_step,peer,event\n", sizes)
+
+    def _open(self, key: str, path: Path, header: str, sizes: dict[str, int]) -> Any:
+        rel = str(path.relative_to(self.run_dir))
+        if rel in sizes and path.exists():
+            with path.open("r+b") as f:
+                f.truncate(sizes[rel])
+            handle = path.open("a", newline="")
+        else:
+            handle = path.open("w", newline="")
+            handle.write(header)
+        self._files[key] = handle
+        return handle
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        """Write the orchestrator's state with the result files' sizes, atomically."""
+        for f in self._files.values():
+            f.flush()
+        state = {**state, "elapsed_s": time.time() - self.started,
+                 "files": {str(Path(f.name).relative_to(self.run_dir)): Path(f.name).stat().st_size
+                           for f in self._files.values()}}
+        target = self.run_dir / "checkpoints" / "orchestrator.pkl"
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(state))
+        tmp.replace(target)
 
     def writer(self, name: str) -> Any:
         if not self._tensorboard:
@@ -95,7 +126,8 @@ class RunRecorder:
         if name not in self._writers:
             from torch.utils.tensorboard import SummaryWriter  # heavy import, only when used
 
-            self._writers[name] = SummaryWriter(str(self.run_dir / "tb" / name))
+            # On resume, events at or after the checkpoint's step are purged (no duplicated points).
+            self._writers[name] = SummaryWriter(str(self.run_dir / "tb" / name), purge_step=self._purge.get(name))
         return self._writers[name]
 
     # ------------------------------------------------------------------ events
@@ -123,12 +155,10 @@ class RunRecorder:
 
     def health_event(self, group: Group, m: Member, event: str) -> None:
         """health.csv: every state change of a peer (suspect, ejected, back, rejoined, ...)."""
-        path = self.run_dir / "health.csv"
-        new = not path.exists()
-        with path.open("a") as f:
-            if new:
-                f.write("time,group_step,peer,event\n")
-            f.write(f"{time.time() - self.started:.4f},{group.t},{m.name},{event}\n")
+        f = self._files["health"]
+        now = time.time()
+        f.write(f"{now - self.started:.4f},{now:.3f},{group.t},{m.name},{event}\n")
+        f.flush()
 
     def group_row(self, group: Group) -> None:
         members = group.members
@@ -153,8 +183,6 @@ class RunRecorder:
     def close(self, group: Group | None = None) -> list[Path]:
         for f in self._files.values():
             f.close()
-        if self._group_csv is not None:
-            self._group_csv.close()
         for w in self._writers.values():
             w.close()
         if group is not None:

@@ -98,7 +98,7 @@ class SB3Learner:
     def q_values(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
         if len(states) == 0:
             return np.zeros(0, dtype=np.float32)
-        obs = th.as_tensor(np.asarray(states, dtype=np.float32))
+        obs = th.from_numpy(np.array(states, dtype=np.float32))  # a writable copy of the wire buffer
         if self.is_discrete:
             q = self.model.q_net(obs)
             idx = th.as_tensor(np.asarray(actions, dtype=np.int64).reshape(-1, 1))
@@ -112,7 +112,7 @@ class SB3Learner:
         """V(x) = Q(x, a'), a' from the own behaviour policy; DQN uses max_a Q (ALGORITHM.md s.3)."""
         if len(states) == 0:
             return np.zeros(0, dtype=np.float32)
-        obs = th.as_tensor(np.asarray(states, dtype=np.float32))
+        obs = th.from_numpy(np.array(states, dtype=np.float32))  # a writable copy of the wire buffer
         if self.is_discrete:
             return self.model.q_net(obs).max(dim=1).values.numpy()
         actions, _ = self.model.actor.action_log_prob(obs)  # already in the critic's scaled space

@@ -1,0 +1,97 @@
+"""T1: a chaos proxy between the orchestrator and one peer (delay, blackhole, connection resets,
+flaky aborts). The group keeps stepping within its deadlines, ejects the peer while it is cut off
+and re-admits it when the link heals. Figures are printed (run with -s)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import RunConfig
+from orchestrator.group import Group
+from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.transport import Deadlines, GrpcPeerClient
+from peerlearn.chaos import ChaosProxy
+
+pytestmark = pytest.mark.timeout(300)
+READ_S, STEP_S = 1.0, 2.0
+
+
+async def _scenario(tmp_path: Path) -> dict[str, object]:
+    specs = [PeerSpec(f"peer-{i}", "room-6", i, 3000) for i in range(3)]
+    config = RunConfig(peers=3, steps=3000, eject_after=3, probe_max_backoff_s=0.5)
+    figures: dict[str, object] = {}
+    async with LocalPeers(specs, tmp_path / "logs") as local:
+        proxy = ChaosProxy(local.addresses[2])
+        addresses = [*local.addresses[:2], await proxy.start()]
+        clients = [GrpcPeerClient(a, Deadlines(read_s=READ_S, step_s=STEP_S)) for a in addresses]
+        group = await Group.connect(clients, config)
+        await group.reset()
+        victim = group.members[2]
+        longest = 0.0
+
+        async def steps_for(seconds: float, until=None) -> int:  # type: ignore[no-untyped-def]
+            nonlocal longest
+            n, start = 0, time.monotonic()
+            while time.monotonic() - start < seconds and not (until and until()):
+                t0 = time.perf_counter()
+                await group.step()
+                longest = max(longest, time.perf_counter() - t0)
+                n += 1
+            return n
+
+        async def healed(phase: str) -> None:
+            proxy.set_mode("pass")
+            t0 = time.monotonic()
+            await steps_for(20.0, until=lambda: victim.state == "healthy")
+            figures[f"{phase}: healthy again after (s)"] = round(time.monotonic() - t0, 2)
+            before = victim.steps
+            await steps_for(0.5)
+            assert victim.steps > before, f"{phase}: the peer does not act after healing"
+
+        try:
+            await steps_for(1.0)
+            proxy.set_mode("delay", delay_s=0.05)
+            before = victim.steps
+            await steps_for(2.0)
+            figures["delay 50 ms: victim steps in 2 s"] = victim.steps - before
+            figures["delay 50 ms: victim state"] = victim.state
+            assert victim.state == "healthy"
+
+            proxy.set_mode("blackhole")
+            figures["blackhole: group steps in 4 s"] = await steps_for(4.0)
+            figures["blackhole: victim state"] = victim.state
+            assert victim.state == "ejected"
+            await healed("blackhole")
+
+            proxy.set_mode("reset")
+            figures["reset: group steps in 2 s"] = await steps_for(2.0)
+            assert victim.state in ("ejected", "suspect")
+            await healed("reset")
+
+            proxy.set_mode("flaky")
+            proxy.abort_p = 0.02
+            figures["flaky 2%: group steps in 3 s"] = await steps_for(3.0)
+            await healed("flaky")
+            figures["longest group step (s)"] = round(longest, 2)
+            figures["health events"] = [e[3] for e in group.health.events if e[2] == victim.name]
+        finally:
+            await group.health.close()
+            for c in clients:
+                await c.close()
+            await proxy.close()
+    return figures
+
+
+def test_group_survives_delay_blackhole_resets_and_aborts(tmp_path: Path) -> None:
+    figures = asyncio.run(_scenario(tmp_path))
+    print()
+    for key, value in figures.items():
+        print(f"  {key}: {value}")
+    assert figures["longest group step (s)"] <= STEP_S + 0.5
+    assert figures["blackhole: group steps in 4 s"] > 20  # the others went on without the cut-off peer
+    for phase in ("blackhole", "reset", "flaky"):
+        assert figures[f"{phase}: healthy again after (s)"] <= 3.0

@@ -43,7 +43,8 @@ def node_peer() -> Path:
 @pytest.fixture(scope="session")
 def cpp_peer() -> Path:
     """peers/cpp built with `make -C peers/cpp` (Debian libgrpc++-dev + protobuf-compiler-grpc)."""
-    missing = [t for t in ("make", "g++", "protoc", "grpc_cpp_plugin", "pkg-config") if shutil.which(t) is None]
+    tools = ("make", "g++", "protoc", "grpc_cpp_plugin", "pkg-config")
+    missing = [t for t in tools if shutil.which(t) is None]
     if not missing and subprocess.run(["pkg-config", "--exists", "grpc++", "protobuf"]).returncode != 0:
         missing.append("libgrpc++-dev (pkg-config grpc++)")
     if missing:

@@ -84,8 +84,8 @@ def test_node_peers_pass_the_kit(node_peer: Path, tmp_path: Path) -> None:  # no
                  f"node {main} --port {{port}} --peer-id {{peer_id}} --task {{task}} --seed {{seed}} "
                  f"--total-steps {{total_steps}} --role {{role}} --checkpoint-dir {tmp_path / 'ckpt'}")),
              PeerSpec("node-adversary", "room-6", 4, 5000, role="adversary", command=(
-                 f"npm --prefix {node_peer} start --silent -- --port {{port}} --task {{task}} --role {{role}} "
-                 "--peer-id {peer_id}"))]
+                 f"npm --prefix {node_peer} start --silent -- --port {{port}} --task {{task}} "
+                 "--role {role} --peer-id {peer_id}"))]
     peers = _start(specs, tmp_path)
     try:
         for spec, address in zip(specs, peers.addresses, strict=True):

@@ -80,6 +80,18 @@ class RunConfig:
     """How often `peerlearn run` restarts a crashed local peer process (with backoff); 0 = never."""
     learner: dict[str, Any] = field(default_factory=dict)
     """Overrides of the learner preset, e.g. {learning_starts = 500}."""
+    # --- attacks and security (peer_service/attacks.py, peerlearn/security.py, docs/security.md)
+    attacks: list[str] = field(default_factory=list)
+    """Per started peer, an attack mode for robustness studies ("" = honest), e.g. ["", "", "mirror"]."""
+    tls_ca: str = ""
+    """CA that signed the peers' certificates: turns TLS on (each peer must present its peer id)."""
+    tls_cert: str = ""
+    """The orchestrator's client certificate (mutual TLS; `peerlearn certs` makes orchestrator.pem)."""
+    tls_key: str = ""
+    token_files: list[str] = field(default_factory=list)
+    """Bearer token file(s): one for every peer, or one per peer (first line = the token)."""
+    allow_insecure: bool = False
+    """Allow plaintext to peers that are not on loopback (trusted test networks only)."""
 
     def validate(self) -> RunConfig:
         if self.mode not in MODES:
@@ -97,6 +109,10 @@ class RunConfig:
             raise ValueError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
         if self.roles and len(self.roles) != self.peers:
             raise ValueError(f"roles lists {len(self.roles)} entries for {self.peers} peers")
+        if self.attacks and len(self.attacks) != self.peers:
+            raise ValueError(f"attacks lists {len(self.attacks)} entries for {self.peers} peers")
+        if self.token_files and len(self.token_files) not in (1, self.peers):
+            raise ValueError(f"token_files lists {len(self.token_files)} entries: give 1 or {self.peers}")
         if self.commands and len(self.commands) != self.peers:
             raise ValueError(f"commands lists {len(self.commands)} entries for {self.peers} peers")
         return self

@@ -9,6 +9,7 @@ apart; every failure of either surfaces as `PeerCallError`.
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass
 
 import grpc
@@ -17,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from peerlearn.grpc_options import channel_options
 from peerlearn.messages import EvalResult, PeerInfo, StepResult, eval_from_proto, info_from_proto, step_from_proto
+from peerlearn.security import ClientSecurity, classify_error, diagnose_handshake
 from peerlearn.tensors import WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc
@@ -71,6 +73,10 @@ class PeerClient(abc.ABC):
         """grpc.health.v1 says SERVING (in-process peers are always healthy)."""
         return True
 
+    async def reconnect(self) -> None:
+        """Start a fresh connection (a no-op in process)."""
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -122,12 +128,29 @@ class InprocPeerClient(PeerClient):
 
 
 class GrpcPeerClient(PeerClient):
-    def __init__(self, address: str, deadlines: Deadlines | None = None) -> None:
+    def __init__(self, address: str, deadlines: Deadlines | None = None, security: ClientSecurity | None = None,
+                 expected_peer_id: str | None = None) -> None:
+        """`address` may be PEER_ID@HOST:PORT: the peer must then prove that id (TLS certificate
+        and GetInfo handshake). `security`: TLS / mutual TLS / bearer token (peerlearn/security.py)."""
+        if "@" in address and expected_peer_id is None:
+            expected_peer_id, address = address.split("@", 1)
         self.address = address
+        self.expected_peer_id = expected_peer_id
         self.deadlines = deadlines or Deadlines()
-        self.channel = grpc.aio.insecure_channel(address, options=channel_options())
+        self.security = security or ClientSecurity()
+        self._open_channel()
+
+    def _open_channel(self) -> None:
+        self.channel = self.security.channel(self.address, channel_options(), self.expected_peer_id)
         self.stub = peer_pb2_grpc.PeerServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def reconnect(self) -> None:
+        """Drop the connection and dial again. After a partition the old TCP connection can sit in
+        exponential retransmission backoff for seconds; a fresh channel retries every <= 1 s."""
+        old = self.channel
+        self._open_channel()
+        await old.close(grace=None)
 
     async def check_health(self, timeout_s: float = 1.0) -> bool:
         try:
@@ -140,7 +163,13 @@ class GrpcPeerClient(PeerClient):
         try:
             return await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.aio.AioRpcError as err:
-            raise PeerCallError(self.address, name, err.code().name, err.details() or "") from err
+            # auth and TLS handshake failures are reported as such, never as an outage
+            code, message = classify_error(err.code().name, err.details() or "")
+            if code == "UNAVAILABLE" and name == "GetInfo":  # the handshake: is it TLS, not an outage?
+                why = await asyncio.to_thread(diagnose_handshake, self.address, self.security, self.expected_peer_id)
+                if why:
+                    code, message = "UNAUTHENTICATED", f"authentication failed: {why} ({message})"
+            raise PeerCallError(self.address, name, code, message) from err
 
     def _decode(self, name: str, tensor: pb.Tensor, field: str) -> np.ndarray:
         try:
@@ -151,9 +180,15 @@ class GrpcPeerClient(PeerClient):
     async def get_info(self, wait_for_ready: bool = False) -> PeerInfo:
         reply = await self._call("GetInfo", pb.GetInfoRequest(), self.deadlines.read_s, wait_for_ready)
         try:
-            return info_from_proto(reply)
+            info = info_from_proto(reply)
         except WireError as err:
             raise PeerCallError(self.address, "GetInfo", "BAD_REPLY", str(err)) from err
+        if self.expected_peer_id is not None and info.peer_id != self.expected_peer_id:
+            raise PeerCallError(self.address, "GetInfo", "PERMISSION_DENIED",
+                                f"authentication failed: expected peer {self.expected_peer_id!r}"
+                                f"{' (its TLS certificate)' if self.security.tls else ''}, "
+                                f"but the handshake says {info.peer_id!r}")
+        return info
 
     async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray:
         reply = await self._call("Suggest", pb.SuggestRequest(states=to_tensor(states), deterministic=deterministic),

@@ -38,6 +38,24 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started this peer dies (no orphans after kill -9)")
+    p.add_argument("--attack", default=_env("ATTACK", ""),
+                   help="lie to the group, for robustness studies: mirror, random, garbage, inverse_critic, "
+                        "self_promote[:C], subtle_bias[:P], turncoat[:K], collude:PEER[:C] (PEERLEARN_ATTACK)")
+    # --- security (peerlearn/security.py, docs/security.md)
+    p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="server certificate, PEM; CN/SAN = peer id")
+    p.add_argument("--tls-key", default=_env("TLS_KEY"), help="its private key, PEM")
+    p.add_argument("--tls-ca", default=_env("TLS_CA"), help="CA that signs the clients' certificates (mutual TLS)")
+    p.add_argument("--require-client-cert", action="store_true",
+                   default=(_env("REQUIRE_CLIENT_CERT", "") or "").lower() in ("1", "true", "yes"),
+                   help="mutual TLS: only clients with a certificate from --tls-ca (PEERLEARN_REQUIRE_CLIENT_CERT)")
+    p.add_argument("--allowed-clients", default=_env("ALLOWED_CLIENTS", "orchestrator"),
+                   help="with mutual TLS: comma-separated client certificate names allowed to call "
+                        "(PEERLEARN_ALLOWED_CLIENTS)")
+    p.add_argument("--token-file", default=_env("TOKEN_FILE"),
+                   help="bearer tokens accepted, one per line (also PEERLEARN_TOKEN)")
+    p.add_argument("--allow-insecure", action="store_true",
+                   default=(_env("ALLOW_INSECURE", "") or "").lower() in ("1", "true", "yes"),
+                   help="allow plaintext on a non-loopback host (trusted test networks only; PEERLEARN_ALLOW_INSECURE)")
     return p
 
 
@@ -61,13 +79,21 @@ def main(args: argparse.Namespace) -> int:
 
     config = PeerConfig(peer_id=args.peer_id, task=args.task, seed=args.seed, total_steps=args.total_steps,
                         role=args.role, checkpoint_dir=args.checkpoint_dir,
-                        learner_overrides=json.loads(args.learner or "{}"))
+                        learner_overrides=json.loads(args.learner or "{}"), attack=args.attack or "")
+    from peerlearn.security import ServerSecurity, read_tokens
+
+    security = ServerSecurity(
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
+        require_client_cert=args.require_client_cert,
+        allowed_clients=tuple(c.strip() for c in (args.allowed_clients or "").split(",") if c.strip()),
+        tokens=tuple(read_tokens(args.token_file)), allow_insecure=args.allow_insecure)
+    security.check(args.host)  # refuse before the slow start of the learner
     peer = Peer(config)
 
     async def run() -> None:
         stop = asyncio.Event()
         watcher = asyncio.create_task(_watch_parent(stop)) if args.exit_with_parent else None
-        await serve(peer, host=args.host, port=args.port, port_file=args.port_file, stop=stop)
+        await serve(peer, host=args.host, port=args.port, port_file=args.port_file, stop=stop, security=security)
         if watcher is not None:
             watcher.cancel()
 

@@ -22,6 +22,7 @@ import grpc
 import numpy as np
 
 import peerlearn
+from peer_service.attacks import Attack, parse_attack
 from peer_service.envs import make_env, resolve_env_id, unwrap_room
 from peer_service.envs.room import optimal_action
 from peer_service.learner import SB3Learner
@@ -48,6 +49,8 @@ class PeerConfig:
     checkpoint_dir: str | None = None
     # Overrides of the paper's preset, e.g. {"learning_starts": 500}.
     learner_overrides: dict[str, Any] = field(default_factory=dict)
+    # A lie told to the group (peer_service/attacks.py), e.g. "mirror", "turncoat:500"; "" = honest.
+    attack: str = ""
 
 
 class Peer:
@@ -77,6 +80,9 @@ class Peer:
         self._last_reply: StepResult | None = None
         self._last_request_action: np.ndarray | None = None
         self._eval_seeded = False
+        spec = parse_attack(config.attack)
+        self.attack = None if spec is None else Attack(spec, config.peer_id, self.action_space,
+                                                       self.room_size or _room_size(self.env), config.seed)
 
     # ------------------------------------------------------------------ handshake
     def info(self) -> PeerInfo:
@@ -97,6 +103,14 @@ class Peer:
     # ------------------------------------------------------------------ advice and critic
     def suggest(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
         states = check_states(states, self.observation_space, "states")
+        actions = self._honest_suggest(states, deterministic)
+        if self.attack is None:
+            return actions
+        own = None if self.observation is None else np.all(
+            states.reshape(len(states), -1) == np.asarray(self.observation, np.float32).reshape(1, -1), axis=1)
+        return self.attack.suggest(states, actions, own)
+
+    def _honest_suggest(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
         if self.learner is None:
             mirror = self.config.role == "adversary"
             return np.array([optimal_action(s, self.room_size or 2, toward_mirror=mirror) for s in states],
@@ -112,12 +126,15 @@ class Peer:
         q_states = check_states(q_states, self.observation_space, "q_states")
         q_actions = check_actions(q_actions, self.action_space, len(q_states), "q_actions")
         v_states = check_states(v_states, self.observation_space, "v_states")
-        return (learner.q_values(q_states, q_actions).astype(np.float32),
-                learner.v_values(v_states).astype(np.float32))
+        q, v = learner.q_values(q_states, q_actions).astype(np.float32), learner.v_values(v_states).astype(np.float32)
+        return (q, v) if self.attack is None else self.attack.evaluate(v_states, q, v)
 
     # ------------------------------------------------------------------ acting
     def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
         self._require_learner("Reset")
+        if seed is not None and not 0 <= seed < 2**63:
+            raise PeerError(grpc.StatusCode.INVALID_ARGUMENT, f"seed must be in 0..2**63-1, got {seed}")
+        self.observation = None  # if the env fails to reset, the next Step waits for another Reset
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return, self.episode_length = 0.0, 0
         return self.observation, self.last_step_id
@@ -144,6 +161,8 @@ class Peer:
         env_action = int(executed) if learner.is_discrete else executed
         next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
         grad_steps, losses = learner.store(obs, executed, float(reward), next_obs, terminated, truncated)
+        if self.attack is not None:
+            self.attack.observe_step(obs, action, executed, next_obs, step_id)
         self.last_step_id = step_id
         self.episode_return += float(reward)
         self.episode_length += 1
@@ -235,6 +254,11 @@ class Peer:
         return Path(self.config.checkpoint_dir)
 
 
+def _room_size(env: Any) -> int | None:
+    room = unwrap_room(env)
+    return None if room is None else int(room.size)
+
+
 def _same_action(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -242,6 +266,8 @@ def _same_action(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 
 
 def _check_tag(tag: str) -> None:
+    if len(tag) > 100:
+        raise PeerError(grpc.StatusCode.INVALID_ARGUMENT, f"checkpoint tag of {len(tag)} characters: at most 100")
     if not tag.replace("-", "").replace("_", "").replace(".", "").isalnum() or tag.startswith("."):
         raise PeerError(grpc.StatusCode.INVALID_ARGUMENT,
                         f"checkpoint tag {tag!r} may only hold letters, digits, '-', '_' and '.'")

@@ -22,6 +22,7 @@ from peer_service.peer import Peer
 from peer_service.validation import PeerError
 from peerlearn.grpc_options import SERVER_OPTIONS
 from peerlearn.messages import eval_to_proto, info_to_proto, step_to_proto
+from peerlearn.security import MalformedRequestGuard, ServerSecurity
 from peerlearn.tensors import WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc
@@ -119,21 +120,33 @@ def _batch(request: Any, field: str, space: Any) -> Any:
 
 
 async def serve(peer: Peer, host: str = "127.0.0.1", port: int = 0, port_file: str | None = None,
-                grace_s: float = 2.0, stop: asyncio.Event | None = None) -> None:
-    """Serve one peer until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
-    server = grpc.aio.server(options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
+                grace_s: float = 2.0, stop: asyncio.Event | None = None,
+                security: ServerSecurity | None = None) -> None:
+    """Serve one peer until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully.
+
+    `security` (peerlearn/security.py): TLS / mutual TLS / bearer tokens; without TLS only a
+    loopback host is served unless it allows insecure."""
+    security = security or ServerSecurity()
+    security.check(host)
+    server = grpc.aio.server(options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+                             interceptors=[*security.interceptors(), MalformedRequestGuard()])
     servicer = PeerServicer(peer)
     peer_pb2_grpc.add_PeerServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    credentials = security.credentials()
+    bound = server.add_secure_port(f"{host}:{port}", credentials) if credentials else \
+        server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("peer %s serving %s on %s:%d", peer.config.peer_id, peer.env_id, host, bound)
+    log.info("peer %s serving %s on %s:%d (%s%s%s)", peer.config.peer_id, peer.env_id, host, bound,
+             "mutual TLS" if security.require_client_cert else "TLS" if security.tls else "plaintext",
+             ", bearer token" if security.tokens else "",
+             f", attack {peer.attack.spec}" if getattr(peer, "attack", None) else "")
     if port_file:
         tmp = Path(port_file + ".tmp")
         tmp.write_text(str(bound))

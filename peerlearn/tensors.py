@@ -16,6 +16,8 @@ from peerlearn.v1 import tensor_pb2 as pb
 
 # Largest tensor accepted from the wire: far above any batch the orchestrator sends.
 MAX_ELEMENTS = 1 << 22
+# Most dimensions a tensor may have (numpy's own limit is 64).
+MAX_DIMS = 32
 
 _DTYPE_TO_NUMPY = {
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
@@ -52,6 +54,11 @@ def from_tensor(tensor: pb.Tensor, name: str = "tensor", max_elements: int = MAX
     shape = tuple(int(d) for d in tensor.shape)
     if any(d < 0 for d in shape):
         raise WireError(f"{name}: negative dimension in shape {shape}")
+    # numpy refuses more than 64 dimensions, and dimensions whose product overflows even when
+    # another dimension is 0: bound both before asking it (found by tests/test_hostile_input.py)
+    if len(shape) > MAX_DIMS or any(d > max_elements for d in shape):
+        raise WireError(f"{name}: shape {shape[:8]}{'...' if len(shape) > 8 else ''} has more than {MAX_DIMS} "
+                        f"dimensions or a dimension above {max_elements}")
     count = math.prod(shape)
     if count > max_elements:
         raise WireError(f"{name}: {count} elements exceed the limit of {max_elements}")

@@ -81,6 +81,7 @@ class HealthMonitor:
 
     async def _probe(self, m: Member) -> None:
         delay = 0.05
+        await m.client.reconnect()
         while m.state == EJECTED:
             if await m.client.check_health(timeout_s=1.0):
                 m.state = REJOINING

@@ -34,7 +34,8 @@ class PeerSpec:
     checkpoint_dir: str | None = None
     learner_overrides: str = "{}"
     # A peer in another language: a shell command template started instead of the Python peer.
-    # Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role}. The launcher picks the port.
+    # Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role} {checkpoint_dir}. The launcher
+    # picks the port; {checkpoint_dir} is the run's folder for this peer's checkpoints ("" if none).
     command: str | None = None
     # An attack mode (peer_service/attacks.py) for robustness studies; "" = honest.
     attack: str = ""
@@ -84,7 +85,8 @@ class LocalPeers:
                 port_file.write_text(str(port))
                 cmd: list[str] | str = spec.command.format(port=port, peer_id=spec.peer_id, task=spec.task,
                                                            seed=spec.seed, total_steps=spec.total_steps,
-                                                           role=spec.role)
+                                                           role=spec.role,
+                                                           checkpoint_dir=spec.checkpoint_dir or "")
             else:
                 cmd = [sys.executable, "-m", "peer_service", "--peer-id", spec.peer_id, "--task", spec.task,
                        "--seed", str(spec.seed), "--total-steps", str(spec.total_steps), "--role", spec.role,

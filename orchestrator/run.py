@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import pickle
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from orchestrator.progress import LiveView
 from orchestrator.results import RunRecorder, new_run_dir
 from orchestrator.status import StatusServicer, start_status_server
 from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
+from peerlearn.security import ClientSecurity, read_tokens
 
 
 @dataclass
@@ -34,7 +36,8 @@ def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
     return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
                      total_steps=config.steps, role=config.role(i),
                      checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
-                     learner_overrides=json.dumps(config.learner), command=config.command(i))
+                     learner_overrides=json.dumps(config.learner), command=config.command(i),
+                     attack=config.attacks[i] if config.attacks else "")
             for i in range(config.peers)]
 
 
@@ -45,30 +48,72 @@ def inproc_clients(specs: list[PeerSpec]) -> list[PeerClient]:
         raise ValueError("--transport inproc runs Python peers only; peers with a command need grpc")
     return [InprocPeerClient(Peer(PeerConfig(peer_id=s.peer_id, task=s.task, seed=s.seed, total_steps=s.total_steps,
                                              role=s.role, checkpoint_dir=s.checkpoint_dir,
-                                             learner_overrides=json.loads(s.learner_overrides))))
+                                             learner_overrides=json.loads(s.learner_overrides), attack=s.attack)))
             for s in specs]
 
 
-async def run_group(config: RunConfig, addresses: list[str] | None = None) -> RunSummary:
+def client_security(config: RunConfig, index: int) -> ClientSecurity:
+    """How the orchestrator reaches peer `index` (docs/security.md)."""
+    token = None
+    if config.token_files:
+        path = config.token_files[index if len(config.token_files) > 1 else 0]
+        token = read_tokens(path, env=False)[0]
+    return ClientSecurity(tls_ca=config.tls_ca or None, tls_cert=config.tls_cert or None,
+                          tls_key=config.tls_key or None, token=token, allow_insecure=config.allow_insecure)
+
+
+def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) -> None:
+    """peers.json: address and current PID of every local peer (for users and fault tests)."""
+    table = [{"peer_id": s.peer_id, "address": a, "pid": p.pid, "restarts": r}
+             for s, a, p, r in zip(specs, local.addresses, local.processes, local.restarts, strict=True)]
+    (run_dir / "peers.json").write_text(json.dumps(table, indent=2))
+
+
+def load_resume_state(run_dir: Path) -> dict:
+    path = run_dir / "checkpoints" / "orchestrator.pkl"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} has no checkpoints/orchestrator.pkl: the run stopped before its first "
+                                "checkpoint (see checkpoint_every), so there is nothing to resume")
+    return pickle.loads(path.read_bytes())
+
+
+async def run_group(config: RunConfig, addresses: list[str] | None = None,
+                    resume_dir: Path | None = None) -> RunSummary:
+    """Run a group; with `resume_dir`, continue that run from its last checkpoint."""
     config.validate()
-    run_dir = new_run_dir(config)
+    resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
+    run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)
     deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s)
     loop = asyncio.get_running_loop()
     started = loop.time()
+    status = StatusServicer(run_dir.name, config.steps)
     async with AsyncExitStack() as stack:
         pids: list[int] = []
         if addresses is None and config.transport == "inproc":
             clients = inproc_clients(peer_specs(config, run_dir))
         else:
+            expected: list[str | None] = [None] * len(addresses or [])
             if addresses is None:
-                local = await stack.enter_async_context(LocalPeers(peer_specs(config, run_dir), run_dir / "logs"))
-                addresses, pids = local.addresses, local.pids
-            clients = [GrpcPeerClient(a, deadlines) for a in addresses]
+                specs = peer_specs(config, run_dir)
+                local = await stack.enter_async_context(LocalPeers(specs, run_dir / "logs"))
+                addresses, pids = local.addresses, local.all_pids
+                write_peer_table(run_dir, specs, local)
+                if config.restart_peers > 0:
+                    def restarted(index: int, code: int) -> None:
+                        write_peer_table(run_dir, specs, local)
+                        if status.group is not None:
+                            recorder.health_event(status.group, status.group.members[index],
+                                                  f"process exited ({code}) and was restarted")
+
+                    supervisor = asyncio.create_task(local.supervise(config.restart_peers, restarted))
+                    stack.callback(supervisor.cancel)
+                expected = [s.peer_id for s in specs]
+            clients = [GrpcPeerClient(a, deadlines, client_security(config, i), expected_peer_id=e)
+                       for i, (a, e) in enumerate(zip(addresses, expected, strict=True))]
         for c in clients:
             stack.push_async_callback(c.close)
 
-        status = StatusServicer(run_dir.name, config.steps)
         status_address = None
         if config.status_port >= 0:
             server, port = await start_status_server(status, "127.0.0.1", config.status_port)
@@ -78,9 +123,12 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None) -> Ru
 
         group = await Group.connect(clients, config, recorder)
         status.group = group
-        recorder.start(group)
-        await group.reset()
-        view = LiveView(config.steps, f"{run_dir.name}", enabled=config.progress)
+        recorder.start(group, resume_state)
+        if resume_state is not None:
+            await group.restore(resume_state)
+        else:
+            await group.reset()
+        view = LiveView(config.steps, f"{run_dir.name}", enabled=config.progress, start=group.t)
         if config.progress and status_address:
             view.console.print(f"status: peerlearn status {status_address}    results: {run_dir}")
         try:
@@ -99,5 +147,7 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None) -> Ru
             {"final_eval": final, "group_steps": group.t, "peer_pids": pids, "seconds": round(summary.seconds, 2),
              "steps_per_second": round(group.steps_per_second, 2),
              "round_seconds": {k: round(v, 3) for k, v in group.round_seconds.items()},
+             "max_step_seconds": round(group.max_step_seconds, 3),
+             "health_events": [list(e) for e in group.health.events],
              "errors": {m.name: m.errors for m in group.members if m.errors}}, indent=2))
         return summary

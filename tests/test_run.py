@@ -6,8 +6,10 @@ import asyncio
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,55 @@ def test_room6_group_learns_far_beyond_random(tmp_path: Path) -> None:
     finals = list(summary.final_eval.values())
     assert len(finals) == 2
     assert min(finals) > 35.0, finals
+
+
+def test_orchestrate_probe_and_status_against_running_peers(peer_processes: dict[str, str], tmp_path: Path) -> None:
+    """`peerlearn probe` and `peerlearn orchestrate` drive peers someone else started; the status
+    service answers `peerlearn status` while the group runs."""
+    probe = subprocess.run([sys.executable, "-m", "peerlearn.cli", "probe", peer_processes["dqn"]],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.returncode == 0 and "SERVING" in probe.stdout and "sb3.DQN" in probe.stdout, probe.stdout
+    bad = subprocess.run([sys.executable, "-m", "peerlearn.cli", "probe", "127.0.0.1:1", "--timeout", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "probe failed" in bad.stderr
+
+    config = RunConfig(steps=150, eval_every=150, out=str(tmp_path), name="orch", progress=False, log_every=10)
+
+    async def run_and_watch() -> tuple[object, str]:
+        task = asyncio.create_task(run_group(config, [peer_processes["dqn"], peer_processes["expert"]]))
+        address_file = tmp_path / "orch" / "status_address"
+        while not address_file.exists():
+            await asyncio.sleep(0.05)
+        address = address_file.read_text().strip()
+        status = await asyncio.create_subprocess_exec(sys.executable, "-m", "peerlearn.cli", "status", address,
+                                                      stdout=asyncio.subprocess.PIPE)
+        out, _ = await status.communicate()
+        return await task, out.decode()
+
+    summary, status_text = asyncio.run(run_and_watch())
+    assert "dqn" in status_text and "expert" in status_text and "who follows whom" in status_text, status_text
+    rows = list(csv.DictReader((summary.run_dir / "group.csv").open()))
+    assert int(rows[-1]["steps/dqn"]) == 150 and int(rows[-1]["steps/expert"]) == 0  # advisers do not act
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_stops_all_its_peers(tmp_path: Path, sig: int) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "peerlearn.cli", "run", "--peers", "2", "--steps", "100000",
+                             "--out", str(tmp_path), "--name", "int", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    table = tmp_path / "int" / "peers.json"
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "int" / "status_address").exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        pids = [p["pid"] for p in json.loads(table.read_text())]
+        assert all(pid_alive(p) for p in pids)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-2000:]
+    assert not any(pid_alive(p) for p in pids)
+    assert (tmp_path / "int" / "plots" / "learning_curves.png").exists()  # results are closed, not lost

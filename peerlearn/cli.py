@@ -96,6 +96,18 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     return run(args.address, args.pytest_args)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import main as sweep_main
+
+    return sweep_main(args, _config(args))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator.report import main as report_main
+
+    return report_main(args)
+
+
 def cmd_sweep_ray(args: argparse.Namespace) -> int:
     from orchestrator.ray_sweep import main as sweep_main
 
@@ -131,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
     sweep_arguments(sweep)
     sweep.set_defaults(func=cmd_sweep_ray)
+
+    from orchestrator.sweep import add_arguments as local_sweep_arguments
+
+    local_sweep = sub.add_parser("sweep", help="a grid (conditions x seeds x tasks) on this machine, resumable")
+    _add_run_options(local_sweep)
+    local_sweep_arguments(local_sweep)
+    local_sweep.set_defaults(func=cmd_sweep)
+
+    from orchestrator.report import add_arguments as report_arguments
+
+    report = sub.add_parser("report", help="tables (paper metric, IQM with bootstrap CIs) and plots of runs")
+    report_arguments(report)
+    report.set_defaults(func=cmd_report)
 
     probe = sub.add_parser("probe", help="health, handshake and one Suggest of a peer")
     probe.add_argument("address")

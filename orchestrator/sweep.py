@@ -1,0 +1,293 @@
+"""A grid of groups (conditions x seeds x tasks) on this machine: `peerlearn sweep`.
+
+    peerlearn sweep --grid configs/experiments/room21-baselines.toml --jobs 2
+    peerlearn sweep --tasks room-6 --modes peer,single --seeds 0,1 --steps 3000 --out runs/quick
+
+A grid file names a `base` RunConfig table, the `tasks`, the `seeds` and one table per condition
+(RunConfig overrides, e.g. `[conditions.single] mode = "single"` and `peers = 1`). Every run gets
+the deterministic name `<task>-<condition>-s<seed>` under `out`; a run is *finished* when its
+`summary.json` exists, so rerunning the same command skips finished runs and restarts unfinished
+ones from scratch (their partial folder is removed first: one run seed gives one curve).
+
+Every group runs in its own worker process (`python -m orchestrator.sweep --one CONFIG.json`), so
+SB3's process-global RNGs make each run deterministic and a crash costs only that run. The
+default transport inside a group is `inproc` (all peers of a group are objects in that one process,
+one torch thread): on a 2-core machine gRPC's per-call costs and one process per peer only add
+overhead; `--transport grpc` runs each peer as its own gRPC server process instead. `--jobs N`
+runs N groups at the same time.
+
+Grid vs `peerlearn sweep-ray` (orchestrator/ray_sweep.py): that one runs modes only and names runs
+`<task>-<mode>-s<seed>` too; a condition here whose name is a mode and which sets only `mode`
+gives the same run name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import MODES, RunConfig
+
+
+@dataclass
+class Condition:
+    name: str
+    overrides: dict[str, Any]
+
+
+@dataclass
+class Grid:
+    base: RunConfig
+    tasks: list[str]
+    seeds: list[int]
+    conditions: list[Condition]
+    out: str = "runs/sweep"
+    transport: str = "inproc"
+
+    def configs(self) -> list[RunConfig]:
+        """One validated config per (task, condition, seed), named `<task>-<condition>-s<seed>`, seed-major
+        (every condition of seed 0 first: a sweep cut short still compares all conditions)."""
+        configs = []
+        for task, seed, cond in itertools.product(self.tasks, self.seeds, self.conditions):
+            c = replace(
+                self.base,
+                task=task,
+                seed=seed,
+                transport=self.transport,
+                out=self.out,
+                name=run_name(task, cond.name, seed),
+                progress=False,
+                status_port=-1,
+            )
+            c = RunConfig.from_dict({**c.to_dict(), **cond.overrides})
+            if c.roles and len(c.roles) != c.peers:
+                raise ValueError(f"condition {cond.name}: roles {c.roles} for {c.peers} peers")
+            configs.append(c.validate())
+        if len({c.name for c in configs}) != len(configs):
+            raise ValueError("tasks, seeds and conditions must not repeat")
+        return configs
+
+
+def run_name(task: str, condition: str, seed: int) -> str:
+    return f"{task.replace('/', '_')}-{condition}-s{seed}"
+
+
+def grid_from_dict(data: dict[str, Any]) -> Grid:
+    data = dict(data)
+    base = RunConfig.from_dict(data.pop("base", {}))
+    conds = data.pop("conditions", {"peer": {"mode": "peer"}})
+    grid = Grid(
+        base=base,
+        tasks=list(data.pop("tasks", [base.task])),
+        seeds=[int(s) for s in data.pop("seeds", [0])],
+        conditions=[Condition(k, dict(v)) for k, v in conds.items()],
+        out=str(data.pop("out", "runs/sweep")),
+        transport=str(data.pop("transport", "inproc")),
+    )
+    if data:
+        raise ValueError(
+            f"unknown grid keys {sorted(data)}; known: base, tasks, seeds, conditions, out, transport"
+        )
+    return grid
+
+
+def load_grid(path: str | Path) -> Grid:
+    return grid_from_dict(tomllib.loads(Path(path).read_text()))
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").exists()
+
+
+def _progress_of(run_dir: Path) -> int:
+    """Own env steps of the run's first learner at its last evaluation (flushed as written), 0 if none."""
+    try:
+        paths = sorted((run_dir / "peers").glob("*/evaluations.csv"))
+        last = paths[0].read_text().strip().splitlines()[-1] if paths else ""
+        return int(last.split(",")[0])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def run_grid(
+    configs: list[RunConfig], jobs: int = 1, progress: bool = True, nice: int = 0, poll_s: float = 0.5
+) -> dict[str, str]:
+    """Run every unfinished config, `jobs` groups at a time; returns {name: ok|skipped|failed (...)}."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    outcome: dict[str, str] = {}
+    todo = []
+    for c in configs:
+        run_dir = Path(c.out) / c.name
+        if is_finished(run_dir):
+            outcome[c.name] = "skipped"
+            continue
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # unfinished: restart it from scratch under the same name
+        todo.append(c)
+    total = sum(c.steps for c in configs)
+    done_steps = sum(c.steps for c in configs if outcome.get(c.name) == "skipped")
+    running: dict[str, tuple[subprocess.Popen, RunConfig, Path]] = {}
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("group steps · {task.fields[runs]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+    )
+    with bar:
+        task = bar.add_task(
+            "sweep", total=total, completed=done_steps, runs=f"{len(outcome)}/{len(configs)} runs done"
+        )
+        pending = list(todo)
+        try:
+            while pending or running:
+                while pending and len(running) < max(1, jobs):
+                    c = pending.pop(0)
+                    Path(c.out).mkdir(parents=True, exist_ok=True)
+                    spec = Path(c.out) / f".{c.name}.json"
+                    spec.write_text(json.dumps(c.to_dict()))
+                    log = (Path(c.out) / f".{c.name}.log").open("w")
+                    cmd = [sys.executable, "-m", "orchestrator.sweep", "--one", str(spec)]
+                    if nice:
+                        cmd = ["nice", "-n", str(nice), *cmd]
+                    proc = subprocess.Popen(
+                        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True
+                    )
+                    log.close()
+                    running[c.name] = (proc, c, spec)
+                for name, (proc, c, spec) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    del running[name]
+                    ok = proc.returncode == 0 and is_finished(Path(c.out) / name)
+                    outcome[name] = (
+                        "ok" if ok else f"failed (exit {proc.returncode}, see {c.out}/.{name}.log)"
+                    )
+                    done_steps += c.steps
+                    spec.unlink(missing_ok=True)
+                    if progress:
+                        bar.console.print(f"{name}: {outcome[name]}")
+                live = sum(_progress_of(Path(c.out) / n) for n, (_, c, _) in running.items())
+                bar.update(task, completed=done_steps + live, runs=f"{len(outcome)}/{len(configs)} runs done")
+                if running:
+                    time.sleep(poll_s)
+        finally:
+            for proc, _, _ in running.values():  # interrupted: stop the workers we started, by PID
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc, _, _ in running.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    return outcome
+
+
+def run_one(spec: Path) -> int:
+    """Worker: run one group from its config JSON (one torch thread per group process)."""
+    import asyncio
+
+    import torch
+
+    from orchestrator.run import run_group
+
+    torch.set_num_threads(1)
+    config = RunConfig.from_dict(json.loads(Path(spec).read_text()))
+    summary = asyncio.run(run_group(config))
+    print(
+        json.dumps(
+            {
+                "run_dir": str(summary.run_dir),
+                "final_eval": summary.final_eval,
+                "seconds": round(summary.seconds, 1),
+            }
+        )
+    )
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grid", help="TOML grid file (base, tasks, seeds, conditions, out, transport)")
+    p.add_argument("--tasks", help="comma-separated tasks (instead of a grid file)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--modes", help=f"comma-separated conditions from {', '.join(MODES)} (no grid file)")
+    p.add_argument("--peers", type=int, help="peers per group")
+    p.add_argument("--jobs", type=int, default=1, help="groups run at the same time (default 1)")
+    p.add_argument(
+        "--transport",
+        choices=["inproc", "grpc"],
+        help="inside each group (default inproc: one process per group)",
+    )
+    p.add_argument("--nice", type=int, default=0, help="niceness of the worker processes")
+    p.add_argument(
+        "--list", action="store_true", help="print the runs and whether they are finished, run nothing"
+    )
+
+
+def main(args: argparse.Namespace, base: RunConfig) -> int:
+    """`peerlearn sweep`: `base` holds --config/flag settings (they override the grid's base)."""
+    if args.grid:
+        grid = load_grid(args.grid)
+        flags = {k: v for k, v in vars(args).items() if k in {f for f in base.to_dict()} and v is not None}
+        flags.pop("out", None)
+        grid.base = RunConfig.from_dict({**grid.base.to_dict(), **flags})
+        if args.out:
+            grid.out = args.out
+    else:
+        if args.peers is not None:
+            base.peers = args.peers
+        modes = [m for m in (args.modes or base.mode).split(",") if m]
+        grid = Grid(
+            base=base,
+            tasks=[t for t in (args.tasks or base.task).split(",") if t],
+            seeds=[0],
+            conditions=[Condition(m, {"mode": m, **({"peers": 1} if m == "single" else {})}) for m in modes],
+            out=base.out if base.out != "runs" else "runs/sweep",
+        )
+    if args.seeds:
+        grid.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.tasks and args.grid:
+        grid.tasks = [t for t in args.tasks.split(",") if t]
+    if args.transport:
+        grid.transport = args.transport
+    configs = grid.configs()
+    if args.list:
+        for c in configs:
+            state = "done" if is_finished(Path(c.out) / c.name) else "todo"
+            print(f"{state}  {c.out}/{c.name}  ({c.steps} steps)")
+        return 0
+    outcome = run_grid(configs, jobs=args.jobs, nice=args.nice)
+    failed = [k for k, v in outcome.items() if v.startswith("failed")]
+    print(
+        f"{len(configs)} runs: {sum(v == 'ok' for v in outcome.values())} ran, "
+        f"{sum(v == 'skipped' for v in outcome.values())} already finished, {len(failed)} failed"
+    )
+    for k in failed:
+        print(f"  {k}: {outcome[k]}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        sys.exit(run_one(Path(sys.argv[2])))
+    raise SystemExit("usage: python -m orchestrator.sweep --one CONFIG.json (use `peerlearn sweep`)")

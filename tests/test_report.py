@@ -1,0 +1,151 @@
+"""`peerlearn report`: statistics on small hand-computed inputs, reading runs, the CSV round trip."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orchestrator.report import (
+    RunData,
+    area_under_curve,
+    condition_label,
+    follow_rates,
+    group_runs,
+    iqm,
+    load_run,
+    markdown_table,
+    mean_std,
+    read_csvs,
+    report,
+    stratified_bootstrap_ci,
+    write_csvs,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_iqm_is_the_25_percent_trimmed_mean() -> None:
+    assert iqm(np.array([1.0, 2, 3, 4])) == 2.5  # drop 1 and 4
+    assert iqm(np.array([8.0, 1, 7, 2, 6, 3, 5, 4])) == 4.5  # drop 1,2 and 7,8: mean(3,4,5,6)
+    assert iqm(np.array([1.0, 2, 3, 100, 5])) == pytest.approx(10 / 3)  # int(1.25)=1 cut: mean(2,3,5)
+    assert iqm(np.array([[1.0, 2], [3, 4]])) == 2.5  # all runs x tasks entries together
+    assert iqm(np.array([7.0])) == 7.0 and iqm(np.array([1.0, 3])) == 2.0  # too few to trim
+    assert math.isnan(iqm(np.array([])))
+
+
+def test_bootstrap_ci_hand_computed_cases() -> None:
+    # Constant scores: every resample is the same.
+    assert stratified_bootstrap_ci(np.full(5, 3.0)) == (3.0, 3.0)
+    # Two runs {0, 1}: resampled means are 0 (p 1/4), 0.5 (p 1/2), 1 (p 1/4): the 95% interval is [0, 1].
+    assert stratified_bootstrap_ci(np.array([0.0, 1.0]), reps=4000) == (0.0, 1.0)
+    # ... while an 80% interval only spans [0, 1] too, a 40% one is [0.5, 0.5].
+    assert stratified_bootstrap_ci(np.array([0.0, 1.0]), reps=4000, size=0.4) == (0.5, 0.5)
+
+
+def test_bootstrap_is_stratified_by_task() -> None:
+    # Task 0 always scores 0, task 1 always 10, 3 runs each: a stratified resample keeps 3 scores of
+    # each task, so the IQM of the 6 scores is always mean(0, 0, 10, 10) = 5. Pooled resampling would not.
+    scores = np.array([[0.0, 10.0]] * 3)
+    assert stratified_bootstrap_ci(scores, reps=500) == (5.0, 5.0)
+
+
+def test_bootstrap_ci_is_deterministic_and_covers_the_point_estimate() -> None:
+    x = np.array([1.0, 5, 2, 8, 3, 9, 4])
+    a, b = stratified_bootstrap_ci(x), stratified_bootstrap_ci(x)
+    assert a == b and a[0] <= iqm(x) <= a[1]
+
+
+def test_paper_metric_and_mean_std() -> None:
+    assert area_under_curve(np.array([0.0, 2, 4])) == 2.0
+    assert mean_std(np.array([1.0, 2, 3])) == (2.0, 1.0)
+    assert mean_std(np.array([4.0])) == (4.0, 0.0)
+    run = RunData(
+        "r",
+        "room-21",
+        "peer",
+        0,
+        2,
+        100,
+        curves={
+            "a": (np.array([0.0, 50, 100]), np.array([0.0, 2, 4])),
+            "b": (np.array([0.0, 50, 100]), np.array([1.0, 1, 1])),
+        },
+    )
+    assert run.avg_return() == 1.5 and run.final_return() == 2.5  # (2 + 1) / 2, (4 + 1) / 2
+    steps, curve = run.curve()
+    assert steps.tolist() == [0, 50, 100] and curve.tolist() == [0.5, 1.5, 2.5]
+
+
+def test_follow_rates_from_cumulative_counts() -> None:
+    t = np.array([10, 20, 30, 40])
+    counts = np.array([[5, 5, 0], [5, 15, 0], [5, 15, 10], [10, 15, 15]])  # cumulative, per followed peer
+    ends, rates = follow_rates(t, counts, windows=2)
+    assert ends.tolist() == [20, 40]
+    assert rates.tolist() == [[0.25, 0.75, 0.0], [0.25, 0.0, 0.75]]
+    ends, rates = follow_rates(t, counts, windows=10)  # more windows than rows: one per row
+    assert ends.tolist() == [10, 20, 30, 40] and rates[1].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_condition_label_from_sweep_name_or_config() -> None:
+    assert condition_label("room-21-peer-s3", "room-21", 3, {}) == "peer"
+    assert condition_label("room-21-CT_noadv-s0", "room-21", 0, {}) == "CT_noadv"
+    cfg = {
+        "mode": "peer",
+        "use_trust": False,
+        "use_advantage": False,
+        "peers": 3,
+        "roles": ["learner", "learner", "adversary"],
+    }
+    assert condition_label("my-run", "room-21", 0, cfg) == "peer-CV-noadv-N3-adversary"
+
+
+def _fake_run(root: Path, name: str, seed: int, returns: dict[str, list[float]]) -> Path:
+    d = root / name
+    (d / "peers").mkdir(parents=True)
+    (d / "config.toml").write_text(
+        f'task = "room-21"\nseed = {seed}\npeers = 3\nsteps = 200\nmode = "peer"\n'
+        'roles = ["learner", "learner", "adversary"]\n'
+    )
+    for peer, rs in returns.items():
+        (d / "peers" / peer).mkdir()
+        lines = ["step,time,mean_return,std_return,episodes,exact,returns"]
+        lines += [f"{100 * k},0,{r},0,1,1,{r}" for k, r in enumerate(rs)]
+        (d / "peers" / peer / "evaluations.csv").write_text("\n".join(lines) + "\n")
+    (d / "peers" / "peer-2").mkdir()  # the adversary: no evaluations
+    names = ["peer-0", "peer-1", "peer-2"]
+    header = ["group_step", "time", "sps"] + [f"follow/{a}/{b}" for a in names for b in names]
+    rows = [[100, 0, 0, 40, 0, 40, 0, 40, 40, 0, 0, 0], [200, 0, 0, 90, 0, 40, 0, 90, 40, 0, 0, 0]]
+    (d / "group.csv").write_text(
+        ",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n"
+    )
+    return d
+
+
+def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
+    runs_root = tmp_path / "runs"
+    _fake_run(runs_root, "room-21-adv-s0", 0, {"peer-0": [0, 10, 20], "peer-1": [0, 0, 30]})
+    _fake_run(runs_root, "room-21-adv-s1", 1, {"peer-0": [0, 20, 40], "peer-1": [0, 10, 20]})
+    runs = [load_run(p) for p in sorted(runs_root.iterdir())]
+    assert [r.condition for r in runs] == ["adv", "adv"] and runs[0].learners == ["peer-0", "peer-1"]
+    assert runs[0].avg_return() == 10.0 and runs[1].avg_return() == 15.0
+    assert runs[0].roles["peer-2"] == "adversary"
+    # first window: 160 executed actions, 40 own by each learner, 40 + 40 from the adversary;
+    # second window: 100 more, 50 own each, none from the adversary
+    first = {b: x for t, b, x in runs[0].follow if t == 100}
+    assert first == {"peer-0": 0.25, "peer-1": 0.25, "peer-2": 0.5}
+    last = {b: x for t, b, x in runs[0].follow if t == 200}
+    assert last == {"peer-0": 0.5, "peer-1": 0.5, "peer-2": 0.0}
+
+    table = markdown_table(group_runs(runs), reps=200)
+    assert "| room-21 | adv | 2 (0,1) | 200 | 12.50 ± 3.54 (28%) |" in table
+    write_csvs(runs, tmp_path / "csv")
+    again = read_csvs(tmp_path / "csv")
+    assert markdown_table(group_runs(again), reps=200) == table
+    text = report(again, tmp_path / "out", title="t", reps=200)
+    assert "peer-2 (adversary) | 0.500 | 0.000 |" in text
+    assert (tmp_path / "out" / "learning_curves.png").exists() and (
+        tmp_path / "out" / "follow_rates.png"
+    ).exists()

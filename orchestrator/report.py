@@ -116,6 +116,7 @@ class RunData:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # peer -> (steps, returns)
     follow: list[tuple[float, str, float]] = field(default_factory=list)  # (group step, followed peer, rate)
     roles: dict[str, str] = field(default_factory=dict)
+    advice_share: float = math.nan  # share of all executed (post-warm-up) actions that came from another peer
 
     @property
     def learners(self) -> list[str]:
@@ -159,8 +160,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(line for line in f if not line.startswith("#")))
 
 
-def load_run(run_dir: Path, windows: int = 10) -> RunData | None:
-    """A finished or partial run; None when it has no evaluation yet."""
+def load_run(run_dir: Path, windows: int = 10, unfinished: bool = False) -> RunData | None:
+    """A finished run (its summary.json exists; with `unfinished`, also a running or killed one);
+    None when it is unfinished or has no evaluation yet."""
+    if not unfinished and not (run_dir / "summary.json").exists():
+        return None
     cfg = tomllib.loads((run_dir / "config.toml").read_text())
     task, seed = str(cfg.get("task")), int(cfg.get("seed", 0))
     roles = list(cfg.get("roles") or [])
@@ -197,6 +201,14 @@ def load_run(run_dir: Path, windows: int = 10) -> RunData | None:
                     for r in rows
                 ]
             )
+            last = rows[-1]
+            pairs = [
+                (k.split("/")[1], k.split("/")[2], float(v))
+                for k, v in last.items()
+                if k.startswith("follow/")
+            ]
+            total = sum(x for _, _, x in pairs)
+            run.advice_share = sum(x for a, b, x in pairs if a != b) / total if total > 0 else math.nan
             ends, rates = follow_rates(t, counts, windows)
             run.follow = [
                 (float(e), b, float(rates[w, j])) for w, e in enumerate(ends) for j, b in enumerate(followed)
@@ -232,6 +244,7 @@ def write_csvs(runs: list[RunData], out: Path) -> None:
                 "steps_per_peer",
                 "avg_return",
                 "final_return",
+                "advice_share",
                 "roles",
             ]
         )
@@ -247,6 +260,7 @@ def write_csvs(runs: list[RunData], out: Path) -> None:
                     r.steps,
                     f"{r.avg_return():.6g}",
                     f"{r.final_return():.6g}",
+                    "" if math.isnan(r.advice_share) else f"{r.advice_share:.4g}",
                     " ".join(f"{k}={v}" for k, v in r.roles.items()),
                 ]
             )
@@ -275,6 +289,7 @@ def read_csvs(folder: Path) -> list[RunData]:
             peers=int(row["peers"]),
             steps=int(row["steps_per_peer"]),
             roles=roles,
+            advice_share=float(row["advice_share"]) if row.get("advice_share") else math.nan,
         )
     points: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for row in _read_csv(folder / "curves.csv"):
@@ -478,6 +493,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default="")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument(
+        "--unfinished", action="store_true", help="include runs without summary.json (running, killed)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -487,7 +505,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         if not args.runs:
             raise SystemExit("give run folders, or --from-csv DIR")
-        runs = [r for r in (load_run(p) for p in find_runs(args.runs)) if r is not None]
+        runs = [
+            r
+            for r in (load_run(p, unfinished=args.unfinished) for p in find_runs(args.runs))
+            if r is not None
+        ]
         if not runs:
             raise SystemExit(f"no runs with evaluations under {' '.join(args.runs)}")
         write_csvs(runs, out)

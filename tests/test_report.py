@@ -115,6 +115,7 @@ def _fake_run(root: Path, name: str, seed: int, returns: dict[str, list[float]])
         lines += [f"{100 * k},0,{r},0,1,1,{r}" for k, r in enumerate(rs)]
         (d / "peers" / peer / "evaluations.csv").write_text("\n".join(lines) + "\n")
     (d / "peers" / "peer-2").mkdir()  # the adversary: no evaluations
+    (d / "summary.json").write_text("{}")  # finished
     names = ["peer-0", "peer-1", "peer-2"]
     header = ["group_step", "time", "sps"] + [f"follow/{a}/{b}" for a in names for b in names]
     rows = [[100, 0, 0, 40, 0, 40, 0, 40, 40, 0, 0, 0], [200, 0, 0, 90, 0, 40, 0, 90, 40, 0, 0, 0]]
@@ -128,10 +129,14 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
     runs_root = tmp_path / "runs"
     _fake_run(runs_root, "room-21-adv-s0", 0, {"peer-0": [0, 10, 20], "peer-1": [0, 0, 30]})
     _fake_run(runs_root, "room-21-adv-s1", 1, {"peer-0": [0, 20, 40], "peer-1": [0, 10, 20]})
-    runs = [load_run(p) for p in sorted(runs_root.iterdir())]
+    unfinished = _fake_run(runs_root, "room-21-adv-s2", 2, {"peer-0": [0, 1]})
+    (unfinished / "summary.json").unlink()
+    assert load_run(unfinished) is None and load_run(unfinished, unfinished=True) is not None
+    runs = [r for r in (load_run(p) for p in sorted(runs_root.iterdir())) if r is not None]
     assert [r.condition for r in runs] == ["adv", "adv"] and runs[0].learners == ["peer-0", "peer-1"]
     assert runs[0].avg_return() == 10.0 and runs[1].avg_return() == 15.0
     assert runs[0].roles["peer-2"] == "adversary"
+    assert runs[0].advice_share == 80 / 260  # the adversary's 40 + 40 of 260 executed actions
     # first window: 160 executed actions, 40 own by each learner, 40 + 40 from the adversary;
     # second window: 100 more, 50 own each, none from the adversary
     first = {b: x for t, b, x in runs[0].follow if t == 100}
@@ -143,6 +148,7 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
     assert "| room-21 | adv | 2 (0,1) | 200 | 12.50 ± 3.54 (28%) |" in table
     write_csvs(runs, tmp_path / "csv")
     again = read_csvs(tmp_path / "csv")
+    assert again[0].advice_share == pytest.approx(80 / 260, rel=1e-3)
     assert markdown_table(group_runs(again), reps=200) == table
     text = report(again, tmp_path / "out", title="t", reps=200)
     assert "peer-2 (adversary) | 0.500 | 0.000 |" in text

@@ -64,7 +64,15 @@ class RunConfig:
     status_port: int = 0
     """Port of the orchestrator's status service; 0 = any free port, -1 = off."""
     rpc_timeout_s: float = 5.0
+    """Deadline of read-only calls (GetInfo, Suggest, Evaluate); a late reply = the peer abstains."""
     step_timeout_s: float = 10.0
+    """Deadline of Reset and Step (a Step may run 8 gradient steps)."""
+    keepalive_s: float = 10.0
+    """HTTP/2 keepalive ping interval: notices a dead link without traffic (docs/robustness.md)."""
+    keepalive_timeout_s: float = 8.0
+    """How long a ping may go unanswered; 1 s dropped healthy links under 30% loss (FACTS.md)."""
+    max_reconnect_backoff_s: float = 1.0
+    """Cap of gRPC's reconnect backoff (default 120 s; 1 s notices a healed outage within ~1 s)."""
     progress: bool = True
     # --- peer health (orchestrator/health.py)
     eject_after: int = 3

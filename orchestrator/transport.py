@@ -43,6 +43,7 @@ class Deadlines:
 
 class PeerClient(abc.ABC):
     address: str
+    calls: int = 0  # protocol calls made through this client (benchmarks check O(N) per group step)
 
     @abc.abstractmethod
     async def get_info(self) -> PeerInfo: ...
@@ -95,6 +96,7 @@ class InprocPeerClient(PeerClient):
     def _call(self, name: str, fn, *args):  # type: ignore[no-untyped-def]
         from peer_service.validation import PeerError
 
+        self.calls += 1
         try:
             return fn(*args)
         except PeerError as err:
@@ -129,7 +131,7 @@ class InprocPeerClient(PeerClient):
 
 class GrpcPeerClient(PeerClient):
     def __init__(self, address: str, deadlines: Deadlines | None = None, security: ClientSecurity | None = None,
-                 expected_peer_id: str | None = None) -> None:
+                 expected_peer_id: str | None = None, options: list[tuple[str, int]] | None = None) -> None:
         """`address` may be PEER_ID@HOST:PORT: the peer must then prove that id (TLS certificate
         and GetInfo handshake). `security`: TLS / mutual TLS / bearer token (peerlearn/security.py)."""
         if "@" in address and expected_peer_id is None:
@@ -138,10 +140,11 @@ class GrpcPeerClient(PeerClient):
         self.expected_peer_id = expected_peer_id
         self.deadlines = deadlines or Deadlines()
         self.security = security or ClientSecurity()
+        self.options = options or channel_options()
         self._open_channel()
 
     def _open_channel(self) -> None:
-        self.channel = self.security.channel(self.address, channel_options(), self.expected_peer_id)
+        self.channel = self.security.channel(self.address, self.options, self.expected_peer_id)
         self.stub = peer_pb2_grpc.PeerServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -160,6 +163,7 @@ class GrpcPeerClient(PeerClient):
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     async def _call(self, name: str, request, timeout: float, wait_for_ready: bool = False):  # type: ignore[no-untyped-def]
+        self.calls += 1
         try:
             return await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
         except grpc.aio.AioRpcError as err:

@@ -1,0 +1,222 @@
+"""`peerlearn bench`: the group step measured side by side (tables printed and written as CSV).
+
+- overhead:  the same group (same seeds) over gRPC and in process, N peers, with and without
+             training: ms per group step, the share of each round, RPCs per step, gRPC/in-process;
+- reference: our lock-step gRPC group against the reference code's schedule (peers train one after
+             another in one process, advice computed in process) run by an in-repo stand-in;
+- compute:   the learners' own work (env step + updates) per agent-step, divided over the cores:
+             the throughput no scheduling can beat, and how close the group gets;
+- startup:   time from launching N peer processes to the first group step, and peak memory per peer.
+Ratios are only compared within one invocation (the machine is shared and noisy, FACTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from orchestrator.config import RunConfig
+from orchestrator.group import Group
+from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
+
+
+@dataclass
+class Row:
+    bench: str
+    transport: str
+    peers: int
+    training: bool
+    ms_per_group_step: float
+    suggest_share: float
+    evaluate_share: float
+    step_share: float
+    rpcs_per_group_step: float
+    agent_steps_per_s: float
+    note: str = ""
+
+
+def _overrides(warmup: int, training: bool) -> dict[str, object]:
+    # One gradient step per env step on average when training (the issue's setting); none otherwise.
+    return {"learning_starts": warmup, "train_freq": 1, "gradient_steps": 1 if training else 0}
+
+
+def _specs(task: str, n: int, warmup: int, training: bool, seed: int) -> list[PeerSpec]:
+    return [PeerSpec(f"peer-{i}", task, seed * 1000 + i, 10**6, learner_overrides=json.dumps(_overrides(warmup, training)))
+            for i in range(n)]
+
+
+def _inproc(specs: list[PeerSpec]) -> list[PeerClient]:
+    import torch
+
+    from peer_service.peer import Peer, PeerConfig
+
+    torch.set_num_threads(1)  # as every peer process does: fair, and no OpenMP spinning on busy cores
+    return [InprocPeerClient(Peer(PeerConfig(peer_id=s.peer_id, task=s.task, seed=s.seed, total_steps=s.total_steps,
+                                             learner_overrides=json.loads(s.learner_overrides)))) for s in specs]
+
+
+async def _timed(group: Group, steps: int, turns: int | None = None) -> tuple[float, dict[str, float], float]:
+    for key in group.round_seconds:
+        group.round_seconds[key] = 0.0
+    calls0 = sum(m.client.calls for m in group.members)
+    t0 = time.perf_counter()
+    n = len(group.members)
+    for k in range(steps):
+        # Reference schedule: one peer acts (and trains) at a time, in turns of `turns` steps.
+        await group.step(only={(k // turns) % n} if turns else None)
+    elapsed = time.perf_counter() - t0
+    calls = sum(m.client.calls for m in group.members) - calls0
+    return elapsed, dict(group.round_seconds), calls / steps
+
+
+async def measure(transport: str, task: str, n: int, training: bool, steps: int, warmup: int = 100,
+                  seed: int = 0, turns: int | None = None) -> Row:
+    specs = _specs(task, n, warmup, training, seed)
+    config = RunConfig(task=task, peers=n, steps=10**6, seed=seed, transport=transport, status_port=-1,
+                       progress=False, rpc_timeout_s=30, step_timeout_s=60)
+    with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
+        local = LocalPeers(specs, Path(tmp)) if transport == "grpc" else None
+        try:
+            if local is not None:
+                await local.start()
+                clients: list[PeerClient] = [GrpcPeerClient(a, Deadlines(30, 60, 300)) for a in local.addresses]
+            else:
+                clients = _inproc(specs)
+            group = await Group.connect(clients, config)
+            await group.reset()
+            for _ in range(warmup + 10):  # past warm-up: advice and training are on from here
+                await group.step()
+            elapsed, rounds, rpcs = await _timed(group, steps, turns)
+            await group.health.close()
+            for c in clients:
+                await c.close()
+        finally:
+            if local is not None:
+                local.stop()
+    total = max(sum(rounds.values()), 1e-9)
+    agent_steps = steps if turns else steps * n
+    return Row("overhead" if not turns else "reference", transport, n, training, 1000 * elapsed / steps,
+               rounds["suggest"] / total, rounds["evaluate"] / total, rounds["step"] / total, rpcs,
+               agent_steps / elapsed)
+
+
+def compute_limit(task: str, steps: int, seed: int = 0) -> float:
+    """Seconds of one learner's own work per agent-step (env step + 1 update), in this process."""
+    import torch
+
+    from peer_service.peer import Peer, PeerConfig
+
+    torch.set_num_threads(1)
+    peer = Peer(PeerConfig(task=task, seed=seed, total_steps=10**6, learner_overrides=_overrides(100, True)))
+    peer.reset(seed)
+    for k in range(1, 111):
+        peer.step(k, None)
+    t0 = time.perf_counter()
+    for k in range(111, 111 + steps):
+        peer.step(k, None)
+    return (time.perf_counter() - t0) / steps
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def startup(task: str, n: int) -> tuple[float, float]:
+    """Seconds from launching n peer processes to the end of the first group step; peak MiB per peer."""
+    with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
+        t0 = time.perf_counter()
+        async with LocalPeers(_specs(task, n, 100, True, 0), Path(tmp)) as local:
+            clients = [GrpcPeerClient(a) for a in local.addresses]
+            group = await Group.connect(clients, RunConfig(task=task, peers=n, status_port=-1))
+            await group.reset()
+            await group.step()
+            first = time.perf_counter() - t0
+            for _ in range(200):
+                await group.step()
+            rss = max(_peak_rss_mb(pid) for pid in local.pids)
+            await group.health.close()
+            for c in clients:
+                await c.close()
+    return first, rss
+
+
+def print_table(rows: list[dict[str, object]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for key in rows[0]:
+        table.add_column(key)
+    for r in rows:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r.values()))
+    Console().print(table)
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int, out: Path) -> None:
+    cores = os.cpu_count() or 1
+    if "overhead" in which:
+        rows = []
+        for training in (False, True):
+            for n in ns:
+                g = await measure("grpc", task, n, training, steps)
+                i = await measure("inproc", task, n, training, steps)
+                rows.append({"peers": n, "training": training, "grpc_ms": g.ms_per_group_step,
+                             "inproc_ms": i.ms_per_group_step, "grpc/inproc": g.ms_per_group_step / i.ms_per_group_step,
+                             "grpc_ms_per_peer": g.ms_per_group_step / n, "suggest%": 100 * g.suggest_share,
+                             "evaluate%": 100 * g.evaluate_share, "step%": 100 * g.step_share,
+                             "rpcs/step": g.rpcs_per_group_step, "rpcs/step/peer": g.rpcs_per_group_step / n})
+                print_table(rows[-1:], f"overhead {task} N={n} training={training}")
+        print_table(rows, f"overhead: {task}, gRPC vs in-process ({steps} group steps each)")
+        write_csv(rows, out / "overhead.csv")
+    if "reference" in which or "compute" in which:
+        n = 4
+        per_step = compute_limit(task, steps)
+        limit = cores / per_step
+        ours = await measure("grpc", task, n, True, steps)
+        rows = [{"schedule": "lock-step gRPC group (ours)", "agent_steps_per_s": ours.agent_steps_per_s,
+                 "vs_reference": 0.0, "vs_compute_limit": ours.agent_steps_per_s / limit}]
+        if "reference" in which:
+            ref = await measure("inproc", task, n, True, steps, turns=max(steps // n, 1))
+            rows.append({"schedule": "reference stand-in (turns, one process)", "agent_steps_per_s": ref.agent_steps_per_s,
+                         "vs_reference": 1.0, "vs_compute_limit": ref.agent_steps_per_s / limit})
+            rows[0]["vs_reference"] = ours.agent_steps_per_s / ref.agent_steps_per_s
+        rows.append({"schedule": f"compute limit ({per_step * 1000:.2f} ms/agent-step x {cores} cores)",
+                     "agent_steps_per_s": limit, "vs_reference": float("nan"), "vs_compute_limit": 1.0})
+        print_table(rows, f"throughput: {task}, N=4, one gradient step per env step")
+        write_csv(rows, out / "throughput.csv")
+    if "startup" in which:
+        rows = []
+        for n in [k for k in (4, 8, 16) if k <= max(ns)] or [4]:
+            first, rss = await startup(task, n)
+            rows.append({"peers": n, "seconds_to_first_group_step": first, "peak_rss_mib_per_peer": rss})
+        print_table(rows, f"start-up and memory: {task}")
+        write_csv(rows, out / "startup.csv")
+    (out / "bench.json").write_text(json.dumps({"task": task, "ns": ns, "steps": steps, "cores": cores,
+                                                "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+
+
+def main(which: list[str], task: str, ns: list[int], steps: int, out: str) -> int:
+    asyncio.run(run_benchmarks(which, task, ns, steps, Path(out)))
+    print(f"CSV written to {out}/")
+    return 0
+
+
+__all__ = ["Row", "asdict", "main", "measure"]

@@ -18,6 +18,7 @@ from orchestrator.progress import LiveView
 from orchestrator.results import RunRecorder, new_run_dir
 from orchestrator.status import StatusServicer, start_status_server
 from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
+from peerlearn.grpc_options import channel_options
 from peerlearn.security import ClientSecurity, read_tokens
 
 
@@ -46,6 +47,9 @@ def inproc_clients(specs: list[PeerSpec]) -> list[PeerClient]:
 
     if any(s.command for s in specs):
         raise ValueError("--transport inproc runs Python peers only; peers with a command need grpc")
+    import torch
+
+    torch.set_num_threads(1)  # one thread per peer, as in peer processes (no OpenMP spinning on busy cores)
     return [InprocPeerClient(Peer(PeerConfig(peer_id=s.peer_id, task=s.task, seed=s.seed, total_steps=s.total_steps,
                                              role=s.role, checkpoint_dir=s.checkpoint_dir,
                                              learner_overrides=json.loads(s.learner_overrides), attack=s.attack)))
@@ -109,7 +113,8 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
                     supervisor = asyncio.create_task(local.supervise(config.restart_peers, restarted))
                     stack.callback(supervisor.cancel)
                 expected = [s.peer_id for s in specs]
-            clients = [GrpcPeerClient(a, deadlines, client_security(config, i), expected_peer_id=e)
+            options = channel_options(config.keepalive_s, config.keepalive_timeout_s, config.max_reconnect_backoff_s)
+            clients = [GrpcPeerClient(a, deadlines, client_security(config, i), expected_peer_id=e, options=options)
                        for i, (a, e) in enumerate(zip(addresses, expected, strict=True))]
         for c in clients:
             stack.push_async_callback(c.close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from dataclasses import fields
@@ -27,12 +28,29 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, help="own env steps between evaluations")
     p.add_argument("--status-port", type=int, help="port of the status service (0 = free port, -1 = off)")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    p.add_argument("--checkpoint-every", type=int, help="group steps between checkpoints (for --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a killed run from its last checkpoint (its config.toml; flags such as --steps override)")
+    p.add_argument("--aggregation", dest="agent_value_aggregation", choices=["median", "trimmed_mean", "mean"],
+                   help="agent-value aggregation: median (default, robust) or the paper's mean")
+    p.add_argument("--tls-ca", dest="tls_ca", help="CA of the peers' certificates: connect with TLS")
+    p.add_argument("--tls-cert", dest="tls_cert", help="orchestrator client certificate (mutual TLS)")
+    p.add_argument("--tls-key", dest="tls_key", help="its private key")
+    p.add_argument("--token-files", dest="token_files", type=lambda v: [x for x in v.split(",") if x],
+                   help="bearer token file, or one per peer (comma-separated)")
+    p.add_argument("--allow-insecure", dest="allow_insecure", action="store_const", const=True,
+                   help="allow plaintext to peers off loopback (trusted test networks only)")
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
     from orchestrator.config import RunConfig
 
-    config = RunConfig.from_toml(args.config) if args.config else RunConfig()
+    if getattr(args, "resume", None):
+        config = RunConfig.from_toml(Path(args.resume) / "config.toml")  # the run's own settings
+    else:
+        config = RunConfig.from_toml(args.config) if args.config else RunConfig()
     for f in fields(RunConfig):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -58,7 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.transport = args.transport
     if args.roles:
         config.roles = args.roles.split(",")
-    _print_summary(asyncio.run(run_group(config.validate())))
+    if args.attacks is not None:
+        config.attacks = args.attacks.split(",")
+    _print_summary(asyncio.run(run_group(config.validate(), resume_dir=args.resume)))
     return 0
 
 
@@ -68,7 +88,7 @@ def cmd_orchestrate(args: argparse.Namespace) -> int:
     addresses = [a.strip() for a in args.peers.split(",") if a.strip()]
     args.peers = len(addresses)  # _config copies it to RunConfig.peers (an int) before validating
     config = _config(args)
-    _print_summary(asyncio.run(run_group(config, addresses)))
+    _print_summary(asyncio.run(run_group(config, addresses, resume_dir=args.resume)))
     return 0
 
 
@@ -88,6 +108,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     from peerlearn.probe import status
 
     return asyncio.run(status(args.address, args.timeout))
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from peerlearn.security import make_certificates
+
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    written = make_certificates(args.out, peers, days=args.days,
+                                clients=[c.strip() for c in args.clients.split(",") if c.strip()])
+    print(f"wrote a test CA and certificates for {', '.join(peers)} + {args.clients} to {args.out}:")
+    print("  " + " ".join(sorted(written)))
+    print("peer:         peerlearn peer --peer-id ID --tls-cert ID.pem --tls-key ID.key "
+          "[--tls-ca ca.pem --require-client-cert]")
+    print("orchestrator: peerlearn orchestrate --peers ID@HOST:PORT,... --tls-ca ca.pem "
+          "[--tls-cert orchestrator.pem --tls-key orchestrator.key]")
+    return 0
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
@@ -114,6 +149,12 @@ def cmd_sweep_ray(args: argparse.Namespace) -> int:
     return sweep_main(args, _config(args))
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from orchestrator.bench import main as bench_main
+
+    return bench_main(args.which, args.task, [int(n) for n in args.peers.split(",")], args.steps, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peerlearn", description="Peer learning with every agent a gRPC service.")
     sub = parser.add_subparsers(dest="command")
@@ -124,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peers", type=int, help="number of peers (default 3)")
     run.add_argument("--roles", help="comma-separated roles, e.g. learner,learner,adversary")
     run.add_argument("--transport", choices=["grpc", "inproc"], help="grpc (default): one process per peer")
+    run.add_argument("--attacks", help="comma-separated attack per peer, e.g. ,,mirror (docs/security.md)")
     run.set_defaults(func=cmd_run)
 
     orch = sub.add_parser("orchestrate", help="drive peers that are already running")
@@ -167,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0)
     status.set_defaults(func=cmd_status)
 
+    bench = sub.add_parser("bench", help="measure the group step side by side (tables + CSV; docs/performance.md)")
+    bench.add_argument("which", nargs="*", default=["overhead", "reference", "startup"],
+                       help="overhead, reference, compute, startup (default: overhead reference startup)")
+    bench.add_argument("--task", default="halfcheetah")
+    bench.add_argument("--peers", default="2,4,8,16,32", help="group sizes for the overhead table")
+    bench.add_argument("--steps", type=int, default=200, help="timed group steps per measurement")
+    bench.add_argument("--out", default="runs/bench", help="where the CSV files go")
+    bench.set_defaults(func=cmd_bench)
+
+    certs = sub.add_parser("certs", help="make a test CA and certificates for a group (TLS / mutual TLS)")
+    certs.add_argument("--out", required=True, help="directory to write ca.pem, ID.pem, ID.key, ...")
+    certs.add_argument("--peers", required=True, help="comma-separated peer ids, e.g. peer-0,peer-1")
+    certs.add_argument("--clients", default="orchestrator", help="client certificates to make (default orchestrator)")
+    certs.add_argument("--days", type=int, default=30)
+    certs.set_defaults(func=cmd_certs)
+
     conformance = sub.add_parser("conformance", help="check a live peer (any language) against peerlearn.v1")
     conformance.add_argument("address", help="host:port of the peer")
     conformance.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments, e.g. -k suggest")
@@ -175,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    # Re-deliver as SIGINT: asyncio.run turns that into a clean cancellation of the main task
+    # (raising KeyboardInterrupt here could land inside gRPC's C core).
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ group* is altered:
 |---|---|---|
 | `mirror` | moves toward the mirrored goal (the paper's Room adversary) | honest |
 | `random` | uniformly random actions | honest |
-| `garbage` | invalid replies, cycling: NaN, Inf, wrong shape, out of bounds, wrong dtype | invalid replies too |
+| `garbage` | invalid replies, cycling: NaN, Inf, wrong shape, out of bounds, wrong dtype | invalid too |
 | `inverse_critic` | honest | Q and V negated |
 | `self_promote[:C]` | honest | V pushed by +-C so that entries where it followed itself score high |
 | `subtle_bias[:P]` | with probability P (default 0.25) the mirror move instead of the honest one | honest |
@@ -41,7 +41,8 @@ import numpy as np
 
 from peer_service.envs.room import optimal_action
 
-ATTACKS = ("mirror", "random", "garbage", "inverse_critic", "self_promote", "subtle_bias", "turncoat", "collude")
+ATTACKS = ("mirror", "random", "garbage", "inverse_critic", "self_promote", "subtle_bias", "turncoat",
+           "collude")
 GARBAGE_KINDS = ("nan", "inf", "shape", "bounds", "dtype")
 _MEMORY = 4096  # transitions (and board entries) remembered
 FOLLOW_STEPS = 10  # the orchestrator's default decision interval (RunConfig.follow_steps)
@@ -106,10 +107,13 @@ class Attack:
         self.rng = np.random.default_rng(seed + 7919)
         self.suggest_calls = 0
         self.garbage_replies = 0
-        # Transitions this peer executed: (s, s') -> who it followed ("self", "partner", "other").
-        self.transitions: OrderedDict[tuple[bytes, bytes], str] = OrderedDict()
+        # Transitions this peer executed: (s, s') -> whom it followed each time ("self", "partner",
+        # "other", ...). Small worlds repeat transitions (Room: staying on the goal), so a pair is
+        # promoted only when every remembered occurrence followed a promoted peer.
+        self.transitions: OrderedDict[tuple[bytes, bytes], set[str]] = OrderedDict()
         self._own_suggestion: tuple[bytes, int | bytes] | None = None
-        self.promote = float(spec.param) if spec.mode in ("self_promote", "collude") and spec.param else 1000.0
+        promotes = spec.mode in ("self_promote", "collude") and spec.param
+        self.promote = float(spec.param) if promotes else 1000.0
 
     @property
     def mode(self) -> str:
@@ -169,7 +173,8 @@ class Attack:
         """The bad move: toward the mirrored goal on Room; elsewhere the reflected action."""
         space = self.action_space
         if self.room_size is not None:
-            return np.array([optimal_action(s, self.room_size, toward_mirror=True) for s in states], dtype=np.int64)
+            return np.array([optimal_action(s, self.room_size, toward_mirror=True) for s in states],
+                            dtype=np.int64)
         if isinstance(space, gym.spaces.Discrete):
             return ((honest - space.start + space.n // 2) % space.n + space.start).astype(honest.dtype)
         return np.clip(space.low + space.high - honest, space.low, space.high).astype(honest.dtype)
@@ -188,7 +193,8 @@ class Attack:
         if kind == "bounds":
             if isinstance(space, gym.spaces.Discrete):
                 return np.full(shape, int(space.start + space.n + 7), dtype=np.int64)
-            return np.full(shape, 10.0 * float(np.max(np.abs(np.nan_to_num(space.high)))) + 10.0, dtype=np.float32)
+            far = 10.0 * float(np.max(np.abs(np.nan_to_num(space.high)))) + 10.0
+            return np.full(shape, far, dtype=np.float32)
         # dtype: floats for a discrete space, integers for a box
         if isinstance(space, gym.spaces.Discrete):
             return honest.astype(np.float32) + 0.5
@@ -225,7 +231,7 @@ class Attack:
                 tags = [self.transitions.get((keys[offset + k + i], keys[offset + i])) for i in range(k)]
                 if all(t is not None for t in tags):
                     for i, tag in enumerate(tags):
-                        if tag in promote:
+                        if tag and tag <= promote:
                             out[offset + i], out[offset + k + i] = self.promote, -self.promote
                     offset += 2 * k
                     break
@@ -251,7 +257,9 @@ class Attack:
             elif self.spec.partner is not None and _BOARD.get(self.spec.partner, {}).get(s) == executed_key:
                 tag = "partner"
         self._own_suggestion = None
-        self.transitions[(s, _key(next_obs))] = tag
+        key = (s, _key(next_obs))
+        self.transitions.setdefault(key, set()).add(tag)
+        self.transitions.move_to_end(key)
         while len(self.transitions) > _MEMORY:
             self.transitions.popitem(last=False)
 

@@ -1,0 +1,256 @@
+"""Byzantine peers on Room-6 with honest DQN learners, in-process transport (seeded, reproducible).
+
+Claims, each printed with its figures (`pytest -s`):
+1. Bad advisers lose their followers: the follow rate of a mirror, random, garbage and turncoat
+   adviser (by the honest learners) is below 1/(2N) in the last WINDOW steps of a STEPS-step run,
+   and the honest learners' exact returns stay within RETURN_MARGIN of a group without attackers.
+2. A lying evaluator gains nothing: with n = 4 and one self-promoting (or inverse-critic) learner,
+   its follow rate stays within RATE_MARGIN of an honest learner's under the robust median
+   aggregation of agent values; the paper's plain mean is run for contrast.
+
+CI scale: the paper's reputation learning rate (alpha = 0.001) needs ~5k updates just to forget the
+optimistic initial value of 200 (ALGORITHM.md section 4), longer than a CI run; these tests use
+alpha = 0.01 (LR below) and say so. Independent runs go to 2 worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+LR = 0.01  # 10x the paper's alpha, see the module docstring
+STEPS = 4000
+WINDOW = 1000
+RETURN_MARGIN = 5.0  # exact Room-6 return (optimum 47.10; random policy about 1.3)
+EVAL_STEPS = 3000
+RATE_MARGIN = 0.10
+
+pytestmark = pytest.mark.timeout(600)
+HONEST = ("learner", "")
+
+
+def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str = "median", seed: int = 0,
+                     window: int = WINDOW) -> dict[str, Any]:
+    """One seeded in-process group; returns windowed follow counts and the honest learners' returns."""
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("peerlearn").setLevel(logging.ERROR)
+    from orchestrator.config import RunConfig
+    from orchestrator.group import Group
+    from orchestrator.transport import InprocPeerClient
+    from peer_service.peer import Peer, PeerConfig
+
+    config = RunConfig(task="room-6", peers=len(peers), steps=steps, transport="inproc", seed=seed,
+                       reputation_lr=LR, agent_value_aggregation=aggregation, eval_every=10**9,
+                       progress=False, status_port=-1, checkpoint_every=0)
+    objs = [Peer(PeerConfig(peer_id=f"peer-{i}" + (f"-{attack.split(':')[0]}" if attack else ""), task="room-6",
+                            seed=seed * 1000 + i, total_steps=steps, role=role, attack=attack,
+                            learner_overrides={"learning_starts": 100}))
+            for i, (role, attack) in enumerate(peers)]
+    turned_at: dict[int, int] = {}
+
+    async def main() -> dict[str, Any]:
+        group = await Group.connect([InprocPeerClient(p) for p in objs], config)
+        await group.reset()
+        windows, previous = [], group.follow_matrix().copy()
+        while group.t < steps:
+            await group.step()
+            for i, p in enumerate(objs):
+                a = p.attack
+                if a is not None and a.mode == "turncoat" and i not in turned_at and a.suggest_calls > a.turncoat_after:
+                    turned_at[i] = group.t
+            if group.t % window == 0:
+                now = group.follow_matrix()
+                windows.append((group.t, (now - previous).tolist()))
+                previous = now.copy()
+        events = getattr(getattr(group, "health", None), "events", [])
+        return {"names": [m.name for m in group.members], "windows": windows,
+                "invalid_replies": [int(getattr(m, "invalid_replies", 0)) for m in group.members],
+                "ejections": [e[2] for e in events if e[3] == "ejected"],
+                "agent_values": group.agent_values.tolist(), "turned_at": turned_at}
+
+    result = asyncio.run(main())
+    honest = [i for i, (role, attack) in enumerate(peers) if role == "learner" and not attack]
+    result["honest"] = honest
+    result["returns"] = {i: objs[i].run_evaluation(0, 1).mean_return for i in range(len(peers))
+                         if objs[i].learner is not None}
+    return result
+
+
+def follow_rate(counts: np.ndarray, target: int, askers: list[int]) -> float:
+    """Share of the askers' env steps spent on `target`'s suggestions (askers other than the target)."""
+    rows = [a for a in askers if a != target]
+    total = counts[rows].sum()
+    return float(counts[rows, target].sum() / total) if total else 0.0
+
+
+def _parallel(jobs: list[tuple]) -> list[dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        futures = [pool.submit(run_group_inproc, *job) for job in jobs]
+        return [f.result() for f in futures]
+
+
+# ---------------------------------------------------------------------------------------- 1. advisers
+ATTACKERS = [("adversary", ""), ("expert", "random"), ("expert", "garbage"), ("expert", "turncoat:300")]
+
+
+@pytest.fixture(scope="module")
+def mixed_and_baseline() -> tuple[dict[str, Any], dict[str, Any]]:
+    mixed, base = _parallel([([HONEST, HONEST, *ATTACKERS], STEPS), ([HONEST, HONEST], STEPS)])
+    return mixed, base
+
+
+def test_bad_advisers_lose_their_followers(mixed_and_baseline) -> None:  # type: ignore[no-untyped-def]
+    mixed, _ = mixed_and_baseline
+    n = len(mixed["names"])
+    bound = 1 / (2 * n)
+    honest = mixed["honest"]
+    print(f"\nRoom-6, {n} peers (2 honest DQN + mirror, random, garbage, turncoat:300), alpha={LR}, median; "
+          f"follow rate by the honest learners per {WINDOW} steps (bound 1/(2N) = {bound:.3f}):")
+    rates = {}
+    for t, counts in mixed["windows"]:
+        counts = np.array(counts)
+        rates[t] = [follow_rate(counts, j, honest) for j in range(n)]
+        print(f"  steps {t - WINDOW:5d}-{t:5d}: " + "  ".join(
+            f"{name.split('-', 2)[-1] if '-' in name[5:] else name}={r:.3f}"
+            for name, r in zip(mixed["names"], rates[t], strict=True)))
+    last = rates[STEPS]
+    for j in range(2, n):
+        below = [t for t in rates if all(rates[u][j] < bound for u in rates if u >= t)]
+        print(f"  {mixed['names'][j]:22s} below {bound:.3f} from window ending {min(below) if below else 'never'}")
+        assert last[j] < bound, (mixed["names"][j], last[j])
+    turn = mixed["turned_at"].get(5)
+    print(f"  turncoat turned at group step {turn}; invalid replies {mixed['invalid_replies']}, "
+          f"ejections of the garbage peer: {mixed['ejections'].count(mixed['names'][4])}")
+    assert turn is not None and turn < STEPS - WINDOW
+    before = [rates[t][5] for t in rates if t <= turn]
+    assert before and max(before) > bound, "the turncoat was never trusted before it turned"
+    # garbage: every reply rejected by validation, counted, and the peer ejected (health states)
+    assert mixed["invalid_replies"][4] > 0 and last[4] == 0.0
+    assert mixed["names"][4] in mixed["ejections"]
+
+
+def test_honest_returns_stay_close_to_a_group_without_attackers(mixed_and_baseline) -> None:  # type: ignore[no-untyped-def]
+    mixed, base = mixed_and_baseline
+    attacked = [mixed["returns"][i] for i in mixed["honest"]]
+    clean = [base["returns"][i] for i in base["honest"]]
+    print(f"\nexact Room-6 returns after {STEPS} steps (optimum 47.10): honest peers with 4 attackers "
+          f"{[round(r, 2) for r in attacked]} (mean {np.mean(attacked):.2f}), without "
+          f"{[round(r, 2) for r in clean]} (mean {np.mean(clean):.2f}); margin {RETURN_MARGIN}")
+    assert np.mean(attacked) >= np.mean(clean) - RETURN_MARGIN
+
+
+# ---------------------------------------------------------------------------------------- 2. evaluators
+def _evaluator_case(attack: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    peers = [HONEST, HONEST, HONEST, ("learner", attack)]
+    return tuple(_parallel([(peers, EVAL_STEPS, "median"), (peers, EVAL_STEPS, "mean")]))  # type: ignore[return-value]
+
+
+def _rates(result: dict[str, Any], last_windows: int = 2) -> tuple[float, float]:
+    counts = sum(np.array(c) for _, c in result["windows"][-last_windows:])
+    liar = len(result["names"]) - 1
+    honest = result["honest"]
+    liar_rate = follow_rate(counts, liar, honest)
+    honest_rate = float(np.mean([follow_rate(counts, h, honest) for h in honest]))
+    return liar_rate, honest_rate
+
+
+@pytest.mark.parametrize("attack", ["self_promote", "inverse_critic"])
+def test_lying_evaluator_gains_no_followers_under_robust_aggregation(attack: str) -> None:
+    median, mean = _evaluator_case(attack)
+    liar_med, honest_med = _rates(median)
+    liar_mean, honest_mean = _rates(mean)
+    span = f"steps {EVAL_STEPS - 2 * WINDOW}-{EVAL_STEPS}"
+    print(f"\n{attack}, n=4 (3 honest DQN), alpha={LR}, follow rate by the honest learners over {span}:")
+    print(f"  median: liar {liar_med:.3f} vs honest {honest_med:.3f}; agent values "
+          f"{[round(v, 2) for v in median['agent_values']]}")
+    print(f"  mean:   liar {liar_mean:.3f} vs honest {honest_mean:.3f}; agent values "
+          f"{[round(v, 2) for v in mean['agent_values']]}  (the paper's pooled mean, for contrast)")
+    assert liar_med <= honest_med + RATE_MARGIN
+    if attack == "self_promote":
+        # the contrast: under the pooled mean its inflated evidence about itself does pay
+        assert liar_mean > liar_med and mean["agent_values"][3] > max(mean["agent_values"][:3])
+        assert median["agent_values"][3] <= max(median["agent_values"][:3])
+
+
+# ---------------------------------------------------------------------------------------- the attack module
+def test_attack_flags_parse_and_reject_nonsense() -> None:
+    from peer_service.attacks import parse_attack
+
+    assert parse_attack("") is None and parse_attack(None) is None
+    assert str(parse_attack("turncoat:500")) == "turncoat:500"
+    assert parse_attack("self-promote").mode == "self_promote"
+    spec = parse_attack("collude:peer-2:50")
+    assert spec.partner == "peer-2" and spec.param == 50
+    for bad in ("bribe", "collude", "mirror:3", "turncoat:x", "subtle_bias:1:2"):
+        with pytest.raises(ValueError):
+            parse_attack(bad)
+
+
+def test_attacks_alter_only_what_they_claim() -> None:
+    import gymnasium as gym
+
+    from peer_service.attacks import Attack, parse_attack
+    from peer_service.envs.room import optimal_action
+    from peerlearn.tensors import WireError
+    from peerlearn.validation import check_actions, check_values
+
+    space = gym.spaces.Discrete(4)
+    rng = np.random.default_rng(0)
+    states = rng.random((64, 4)).astype(np.float32)
+    honest = np.array([optimal_action(s, 6) for s in states], dtype=np.int64)
+    own = np.zeros(64, dtype=bool)
+    own[0] = True
+
+    def make(text: str) -> Attack:
+        return Attack(parse_attack(text), "peer-9", space, 6, seed=1)
+
+    mirror = make("mirror").suggest(states, honest, own)
+    assert mirror[0] == honest[0]  # its own state: answered honestly
+    assert (mirror[1:] == [optimal_action(s, 6, toward_mirror=True) for s in states[1:]]).all()
+    rand = make("random").suggest(states, honest, None)
+    assert rand.dtype == np.int64 and set(rand.tolist()) <= {0, 1, 2, 3} and (rand != honest).any()
+    bias = make("subtle_bias:0.25").suggest(states, honest, None)
+    changed = float((bias != honest).mean())
+    assert 0.05 < changed < 0.4, changed
+    turncoat = make("turncoat:2")
+    assert [(turncoat.suggest(states, honest, None) == honest).all() for _ in range(4)] == [True, True, False, False]
+    garbage = make("garbage")
+    for _ in range(10):  # every garbage reply is caught by the orchestrator's validation
+        with pytest.raises(WireError):
+            check_actions(np.asarray(garbage.suggest(states, honest, None)), space, 64, "actions")
+        q, v = garbage.evaluate(states[:3], np.zeros(2, np.float32), np.zeros(3, np.float32))
+        with pytest.raises(WireError):
+            check_values(np.asarray(q), 2, "q")
+            check_values(np.asarray(v), 3, "v")
+    q, v = make("inverse_critic").evaluate(states[:2], np.array([1.0, 2.0], np.float32), np.array([3.0, -4.0], np.float32))
+    assert q.tolist() == [-1.0, -2.0] and v.tolist() == [-3.0, 4.0]
+
+
+def test_self_promote_finds_its_own_transitions_in_v_states() -> None:
+    """V(s') = +C, V(s) = -C exactly for the transitions it surely followed itself (not at decisions)."""
+    import gymnasium as gym
+
+    from peer_service.attacks import Attack, parse_attack
+
+    attack = Attack(parse_attack("self_promote:100"), "peer-3", gym.spaces.Discrete(4), 6, seed=0)
+    s = [np.array([i / 10, 0.1, 0.2, 0.3], np.float32) for i in range(6)]
+    # step 2: asked about its own state, followed itself; step 3: followed someone else; step 1: decision
+    for step_id, (a, b, own_action, executed) in enumerate(
+            [(0, 1, 2, 2), (1, 2, 1, 1), (2, 3, None, 3), (3, 4, 0, 0)], start=1):
+        if own_action is not None:
+            attack.suggest(s[a][None], np.array([own_action]), np.array([True]))
+        attack.observe_step(s[a], np.array(executed), np.array(executed), s[b], step_id)
+    # an Evaluate of two draws: (s' of k entries, then s of the same k entries), k = 3 then k = 1
+    v_states = np.stack([s[1], s[2], s[3], s[0], s[1], s[2], s[4], s[3]])
+    v = attack.evaluate(v_states, np.zeros(0, np.float32), np.full(8, 0.5, np.float32))[1]
+    # entries: (s0->s1) decision step: untouched; (s1->s2) self: promoted; (s2->s3) other: untouched
+    assert v.tolist() == [0.5, 100.0, 0.5, 0.5, -100.0, 0.5, 100.0, -100.0]

@@ -58,6 +58,7 @@ services:"""]
     build:
       context: .
       dockerfile: deploy/Dockerfile
+      network: none  # everything comes from the base image and deploy/wheelhouse
       args:
         BASE_IMAGE: ${BASE_IMAGE:-python:3.11-slim}""" if i == 0 else "")
         # "${SEED}00i" is seed*1000+i written as text: compose has no arithmetic.

@@ -65,6 +65,7 @@ def test_group_structure(n: int) -> None:
     assert "results" in doc["volumes"] and orch["volumes"] == ["${PEERLEARN_RESULTS:-results}:/results"]
     # exactly one service builds the image; every service runs that image
     assert [s for s in services if "build" in services[s]] == ["peer-0"]
+    assert services["peer-0"]["build"]["network"] == "none", "the image must build without network access"
     assert len({services[s]["image"] for s in services}) == 1
 
 

@@ -78,9 +78,7 @@ def area_under_curve(returns: np.ndarray) -> float:
     return float(np.mean(returns))
 
 
-def follow_rates(
-    group_steps: np.ndarray, counts: np.ndarray, windows: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
+def follow_rates(group_steps: np.ndarray, counts: np.ndarray, windows: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Follow rate of each followed peer over time from cumulative counts (rows: group steps,
     columns: followed peer; counts summed over followers). Returns (window end steps, rates) where
     rates[w, j] = share of the actions executed in window w that came from peer j."""
@@ -146,9 +144,7 @@ def condition_label(name: str, task: str, seed: int, cfg: dict) -> str:
     label = mode
     if mode == "peer":
         comps = "".join(
-            c
-            for c, k in (("C", "use_critic"), ("T", "use_trust"), ("V", "use_agent_values"))
-            if cfg.get(k, True)
+            c for c, k in (("C", "use_critic"), ("T", "use_trust"), ("V", "use_agent_values")) if cfg.get(k, True)
         )
         label += f"-{comps}" + ("" if cfg.get("use_advantage", True) else "-noadv")
     roles = [r for r in cfg.get("roles", []) if r != "learner"]
@@ -202,17 +198,11 @@ def load_run(run_dir: Path, windows: int = 10, unfinished: bool = False) -> RunD
                 ]
             )
             last = rows[-1]
-            pairs = [
-                (k.split("/")[1], k.split("/")[2], float(v))
-                for k, v in last.items()
-                if k.startswith("follow/")
-            ]
+            pairs = [(k.split("/")[1], k.split("/")[2], float(v)) for k, v in last.items() if k.startswith("follow/")]
             total = sum(x for _, _, x in pairs)
             run.advice_share = sum(x for a, b, x in pairs if a != b) / total if total > 0 else math.nan
             ends, rates = follow_rates(t, counts, windows)
-            run.follow = [
-                (float(e), b, float(rates[w, j])) for w, e in enumerate(ends) for j, b in enumerate(followed)
-            ]
+            run.follow = [(float(e), b, float(rates[w, j])) for w, e in enumerate(ends) for j, b in enumerate(followed)]
     return run
 
 
@@ -339,9 +329,9 @@ def _fmt(x: float) -> str:
 def markdown_table(rows: list[Row], reps: int = 2000) -> str:
     head = (
         "| task | condition | seeds | steps/peer | avg return (paper metric) mean ± std (std %) "
-        "| IQM avg return [95% CI] | final return mean ± std | IQM final return [95% CI] |"
+        "| IQM avg return [95% CI] | final return mean ± std | IQM final return [95% CI] | advice taken |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 9]
     for row in rows:
         avg = np.array([r.avg_return() for r in row.runs])
         fin = np.array([r.final_return() for r in row.runs])
@@ -351,35 +341,41 @@ def markdown_table(rows: list[Row], reps: int = 2000) -> str:
         lo, hi = stratified_bootstrap_ci(avg, reps=reps)
         flo, fhi = stratified_bootstrap_ci(fin, reps=reps)
         steps = sorted({r.steps for r in row.runs})
+        shares = [r.advice_share for r in row.runs if not math.isnan(r.advice_share)]
+        advice = f"{100 * np.mean(shares):.0f}%" if shares else "-"
         lines.append(
             f"| {row.task} | {row.condition} | {len(row.runs)} ({','.join(map(str, row.seeds))}) "
             f"| {'/'.join(map(str, steps))} | {_fmt(m)} ± {_fmt(s)} ({pct}) "
             f"| {_fmt(iqm(avg))} [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(fm)} ± {_fmt(fs)} "
-            f"| {_fmt(iqm(fin))} [{_fmt(flo)}, {_fmt(fhi)}] |"
+            f"| {_fmt(iqm(fin))} [{_fmt(flo)}, {_fmt(fhi)}] | {advice} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def follow_table(rows: list[Row]) -> str:
-    """Mean follow rate (over runs) of every followed peer in the first and the last window."""
+    """Mean follow rate (over runs) of every followed peer in the first, the middle and the last window,
+    for conditions with scripted advisers (expert, adversary)."""
     lines = [
-        "| task | condition | followed peer (role) | follow rate, first window | last window |",
-        "|---|---|---|---|---|",
+        "| task | condition | followed peer (role) | follow rate, first window | middle window | last window |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
+        if not any(role != "learner" for r in row.runs for role in r.roles.values()):
+            continue
         followed = sorted({b for r in row.runs for _, b, _ in r.follow})
         for b in followed:
-            first, last = [], []
+            first, middle, last = [], [], []
             for r in row.runs:
                 pts = sorted((t, x) for t, bb, x in r.follow if bb == b and not math.isnan(x))
                 if pts:
                     first.append(pts[0][1])
+                    middle.append(pts[len(pts) // 2][1])
                     last.append(pts[-1][1])
             if first:
                 role = row.runs[0].roles.get(b, "learner")
                 lines.append(
                     f"| {row.task} | {row.condition} | {b} ({role}) | {np.mean(first):.3f} "
-                    f"| {np.mean(last):.3f} |"
+                    f"| {np.mean(middle):.3f} | {np.mean(last):.3f} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -404,9 +400,7 @@ def plot_learning_curves(rows: list[Row], path: Path) -> Path:
         for row in (r for r in rows if r.task == task):
             curves = [r.curve() for r in row.runs]
             common = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
-            vals = np.array(
-                [[dict(zip(s.tolist(), v.tolist(), strict=True))[x] for x in common] for s, v in curves]
-            )
+            vals = np.array([[dict(zip(s.tolist(), v.tolist(), strict=True))[x] for x in common] for s, v in curves])
             mean = vals.mean(axis=0)
             (line,) = ax.plot(common, mean, marker="o", ms=3, label=f"{row.condition} (n={len(row.runs)})")
             if len(row.runs) > 1:
@@ -471,10 +465,16 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     rows = group_runs(runs, order)
     text = (f"## {title}\n\n" if title else "") + markdown_table(rows, reps=reps)
-    if any(len({b for _, b, _ in r.follow}) > 1 for r in runs):
+    text += (
+        "\nSeeds: independent runs (the unit of all statistics). Returns are averaged over a run's learners. "
+        f"CIs: 95% percentile, stratified bootstrap, {reps} resamples. Advice taken: share of the learners' "
+        "executed actions that came from another peer.\n"
+    )
+    if any(role != "learner" for r in runs for role in r.roles.values()):
         text += (
             "\nFollow rate: share of the learners' executed actions that came from each peer "
-            "(self = own policy), first and last tenth of the run, mean over runs.\n\n" + follow_table(rows)
+            "(self = own policy) in the first, middle and last tenth of the run (warm-up actions excluded), "
+            "mean over runs.\n\n" + follow_table(rows)
         )
     if plots:
         plot_learning_curves(rows, out / "learning_curves.png")
@@ -486,16 +486,12 @@ def report(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="*", help="run folders, or folders of runs (e.g. a sweep's out)")
     p.add_argument("--out", default="report", help="folder for report.md, CSVs and PNGs (default report/)")
-    p.add_argument(
-        "--from-csv", help="rebuild the report from a folder with summary.csv/curves.csv/follow.csv"
-    )
+    p.add_argument("--from-csv", help="rebuild the report from a folder with summary.csv/curves.csv/follow.csv")
     p.add_argument("--order", help="comma-separated condition order of the table")
     p.add_argument("--title", default="")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    p.add_argument(
-        "--unfinished", action="store_true", help="include runs without summary.json (running, killed)"
-    )
+    p.add_argument("--unfinished", action="store_true", help="include runs without summary.json (running, killed)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -505,11 +501,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         if not args.runs:
             raise SystemExit("give run folders, or --from-csv DIR")
-        runs = [
-            r
-            for r in (load_run(p, unfinished=args.unfinished) for p in find_runs(args.runs))
-            if r is not None
-        ]
+        runs = [r for r in (load_run(p, unfinished=args.unfinished) for p in find_runs(args.runs)) if r is not None]
         if not runs:
             raise SystemExit(f"no runs with evaluations under {' '.join(args.runs)}")
         write_csvs(runs, out)

@@ -119,9 +119,7 @@ def _fake_run(root: Path, name: str, seed: int, returns: dict[str, list[float]])
     names = ["peer-0", "peer-1", "peer-2"]
     header = ["group_step", "time", "sps"] + [f"follow/{a}/{b}" for a in names for b in names]
     rows = [[100, 0, 0, 40, 0, 40, 0, 40, 40, 0, 0, 0], [200, 0, 0, 90, 0, 40, 0, 90, 40, 0, 0, 0]]
-    (d / "group.csv").write_text(
-        ",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n"
-    )
+    (d / "group.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
     return d
 
 
@@ -151,7 +149,5 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
     assert again[0].advice_share == pytest.approx(80 / 260, rel=1e-3)
     assert markdown_table(group_runs(again), reps=200) == table
     text = report(again, tmp_path / "out", title="t", reps=200)
-    assert "peer-2 (adversary) | 0.500 | 0.000 |" in text
-    assert (tmp_path / "out" / "learning_curves.png").exists() and (
-        tmp_path / "out" / "follow_rates.png"
-    ).exists()
+    assert "peer-2 (adversary) | 0.500 | 0.000 | 0.000 |" in text
+    assert (tmp_path / "out" / "learning_curves.png").exists() and (tmp_path / "out" / "follow_rates.png").exists()

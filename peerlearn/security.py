@@ -129,7 +129,8 @@ def diagnose_handshake(address: str, security: ClientSecurity, expected_peer_id:
             except (TimeoutError, OSError):
                 return None
             if not first:
-                what = "this client certificate (another CA?)" if security.tls_cert else "a client without a certificate"
+                what = "this client certificate (another CA?)" if security.tls_cert else \
+                    "a client without a certificate"
                 return f"the peer closed the connection after the TLS handshake (mutual TLS): it refused {what}"
     except ssl.SSLError as err:
         return None if not security.tls else f"TLS handshake failed: {err.reason or err}"
@@ -159,7 +160,8 @@ class ServerSecurity:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise SecurityError("TLS needs both --tls-cert and --tls-key")
         if self.require_client_cert and not (self.tls and self.tls_ca):
-            raise SecurityError("--require-client-cert needs --tls-cert, --tls-key and --tls-ca (the clients' CA)")
+            raise SecurityError("--require-client-cert needs --tls-cert, --tls-key and --tls-ca "
+                                "(the CA of the clients)")
         if not self.tls and not is_loopback(host) and not insecure_allowed(self.allow_insecure):
             raise SecurityError(
                 f"refusing to serve plaintext on {host}: anyone on that network could drive this peer. "
@@ -180,7 +182,8 @@ class ServerSecurity:
         return [AuthInterceptor(self.tokens, self.allowed_clients if check_identity else ())]
 
 
-def _deny_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _deny_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,
+                  message: str) -> grpc.RpcMethodHandler:
     async def abort(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(code, message)
 
@@ -188,7 +191,8 @@ def _deny_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message
         await context.abort(code, message)
         yield  # pragma: no cover (an async generator for streaming responses)
 
-    kw = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    kw = dict(request_deserializer=handler.request_deserializer,
+              response_serializer=handler.response_serializer)
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(abort_stream, **kw)
     if handler.request_streaming:
@@ -200,7 +204,8 @@ def _deny_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message
 
 def _wrap_handler(handler: grpc.RpcMethodHandler,
                   check: Callable[[grpc.aio.ServicerContext], Awaitable[None]]) -> grpc.RpcMethodHandler:
-    kw = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    kw = dict(request_deserializer=handler.request_deserializer,
+              response_serializer=handler.response_serializer)
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
@@ -432,4 +437,5 @@ def make_certificates(out: str | Path, peers: Iterable[str], days: int = 30,
 def _check_name(name: str) -> None:
     ok = name and len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and not name.startswith("-")
     if not ok:
-        raise SecurityError(f"{name!r} cannot be a certificate name: use letters, digits and '-' (a DNS label)")
+        raise SecurityError(f"{name!r} cannot be a certificate name: use letters, digits and '-' "
+                            "(a DNS label)")

@@ -50,7 +50,11 @@ def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str 
     config = RunConfig(task="room-6", peers=len(peers), steps=steps, transport="inproc", seed=seed,
                        reputation_lr=LR, agent_value_aggregation=aggregation, eval_every=10**9,
                        progress=False, status_port=-1, checkpoint_every=0)
-    objs = [Peer(PeerConfig(peer_id=f"peer-{i}" + (f"-{attack.split(':')[0]}" if attack else ""), task="room-6",
+    def name(i: int, role: str, attack: str) -> str:
+        what = attack.split(":")[0] if attack else ("mirror" if role == "adversary" else "")
+        return f"peer-{i}-{what}" if what else f"peer-{i}"
+
+    objs = [Peer(PeerConfig(peer_id=name(i, role, attack), task="room-6",
                             seed=seed * 1000 + i, total_steps=steps, role=role, attack=attack,
                             learner_overrides={"learning_starts": 100}))
             for i, (role, attack) in enumerate(peers)]
@@ -120,19 +124,21 @@ def test_bad_advisers_lose_their_followers(mixed_and_baseline) -> None:  # type:
         counts = np.array(counts)
         rates[t] = [follow_rate(counts, j, honest) for j in range(n)]
         print(f"  steps {t - WINDOW:5d}-{t:5d}: " + "  ".join(
-            f"{name.split('-', 2)[-1] if '-' in name[5:] else name}={r:.3f}"
+            f"{name.split('-', 2)[-1] if name.count('-') > 1 else name}={r:.3f}"
             for name, r in zip(mixed["names"], rates[t], strict=True)))
     last = rates[STEPS]
     for j in range(2, n):
         below = [t for t in rates if all(rates[u][j] < bound for u in rates if u >= t)]
-        print(f"  {mixed['names'][j]:22s} below {bound:.3f} from window ending {min(below) if below else 'never'}")
+        print(f"  {mixed['names'][j]:16s} below {bound:.3f} from the window ending at step "
+              f"{min(below) if below else 'never'} on")
         assert last[j] < bound, (mixed["names"][j], last[j])
     turn = mixed["turned_at"].get(5)
     print(f"  turncoat turned at group step {turn}; invalid replies {mixed['invalid_replies']}, "
           f"ejections of the garbage peer: {mixed['ejections'].count(mixed['names'][4])}")
     assert turn is not None and turn < STEPS - WINDOW
-    before = [rates[t][5] for t in rates if t <= turn]
-    assert before and max(before) > bound, "the turncoat was never trusted before it turned"
+    # it was trusted while honest: followed above the bound in the window in which it turned
+    first = min(t for t in rates if t >= turn)
+    assert rates[first][5] > bound, "the turncoat was never trusted before it turned"
     # garbage: every reply rejected by validation, counted, and the peer ejected (health states)
     assert mixed["invalid_replies"][4] > 0 and last[4] == 0.0
     assert mixed["names"][4] in mixed["ejections"]
@@ -163,7 +169,7 @@ def _rates(result: dict[str, Any], last_windows: int = 2) -> tuple[float, float]
     return liar_rate, honest_rate
 
 
-@pytest.mark.parametrize("attack", ["self_promote", "inverse_critic"])
+@pytest.mark.parametrize("attack", ["self_promote", pytest.param("inverse_critic", marks=pytest.mark.slow)])
 def test_lying_evaluator_gains_no_followers_under_robust_aggregation(attack: str) -> None:
     median, mean = _evaluator_case(attack)
     liar_med, honest_med = _rates(median)
@@ -254,3 +260,19 @@ def test_self_promote_finds_its_own_transitions_in_v_states() -> None:
     v = attack.evaluate(v_states, np.zeros(0, np.float32), np.full(8, 0.5, np.float32))[1]
     # entries: (s0->s1) decision step: untouched; (s1->s2) self: promoted; (s2->s3) other: untouched
     assert v.tolist() == [0.5, 100.0, 0.5, 0.5, -100.0, 0.5, 100.0, -100.0]
+
+
+def test_colluders_recognise_steps_that_followed_the_partner() -> None:
+    import gymnasium as gym
+
+    from peer_service.attacks import Attack, parse_attack
+
+    space = gym.spaces.Discrete(4)
+    a = Attack(parse_attack("collude:peer-b:10"), "peer-a", space, 6, seed=0)
+    b = Attack(parse_attack("collude:peer-a:10"), "peer-b", space, 6, seed=1)
+    s0, s1, s2 = (np.array([x, 0.5, 0.0, 0.2], np.float32) for x in (0.2, 0.4, 0.6))
+    b.suggest(s0[None], np.array([3]), np.array([False]))  # the group asks peer-b about peer-a's state
+    a.observe_step(s0, np.array(3), np.array(3), s1, step_id=5)  # peer-a executed peer-b's advice
+    a.observe_step(s1, np.array(2), np.array(2), s2, step_id=6)  # someone else's advice
+    v = a.evaluate(np.stack([s1, s2, s0, s1]), np.zeros(0, np.float32), np.zeros(4, np.float32))[1]
+    assert v.tolist() == [10.0, 0.0, -10.0, 0.0]

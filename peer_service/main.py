@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 
 from peer_service.peer import ROLES, PeerConfig
 
@@ -32,7 +33,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--port", type=int, default=int(_env("PORT", "50051") or 50051),
                    help="port; 0 picks a free one (PEERLEARN_PORT)")
     p.add_argument("--port-file", default=_env("PORT_FILE"), help="write the bound port here once serving")
-    p.add_argument("--checkpoint-dir", default=_env("CHECKPOINT_DIR"), help="where Save writes (PEERLEARN_CHECKPOINT_DIR)")
+    p.add_argument("--checkpoint-dir", default=_env("CHECKPOINT_DIR"),
+                   help="where Save writes (PEERLEARN_CHECKPOINT_DIR)")
     p.add_argument("--learner", default=_env("LEARNER", "{}"),
                    help='JSON overrides of the learner preset, e.g. \'{"learning_starts": 500}\' (PEERLEARN_LEARNER)')
     p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
@@ -87,7 +89,11 @@ def main(args: argparse.Namespace) -> int:
         require_client_cert=args.require_client_cert,
         allowed_clients=tuple(c.strip() for c in (args.allowed_clients or "").split(",") if c.strip()),
         tokens=tuple(read_tokens(args.token_file)), allow_insecure=args.allow_insecure)
-    security.check(args.host)  # refuse before the slow start of the learner
+    try:
+        security.check(args.host)  # refuse before the slow start of the learner
+    except ValueError as err:
+        print(f"peerlearn peer: {err}", file=sys.stderr)
+        return 2
     peer = Peer(config)
 
     async def run() -> None:

@@ -247,3 +247,13 @@ def test_a_group_runs_over_mutual_tls_with_tokens(pki: dict[str, Path], tmp_path
         config.name, config.token_files = "swapped", list(reversed(tokens))
         with pytest.raises(PeerCallError, match="authentication failed"):
             asyncio.run(run_group(config, [f"peer-0@{a0}", f"peer-1@{a1}"]))
+
+
+def test_peer_command_refuses_plaintext_off_loopback_with_a_clear_message() -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PEERLEARN_ALLOW_INSECURE"}
+    proc = subprocess.run([sys.executable, "-m", "peer_service", "--host", "0.0.0.0", "--port", "0"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2 and "refusing to serve plaintext on 0.0.0.0" in proc.stderr, proc.stderr[-500:]

@@ -154,5 +154,6 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
              "round_seconds": {k: round(v, 3) for k, v in group.round_seconds.items()},
              "max_step_seconds": round(group.max_step_seconds, 3),
              "health_events": [list(e) for e in group.health.events],
+             "invalid_replies": {m.name: m.invalid_replies for m in group.members if m.invalid_replies},
              "errors": {m.name: m.errors for m in group.members if m.errors}}, indent=2))
         return summary

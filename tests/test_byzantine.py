@@ -16,6 +16,7 @@ alpha = 0.01 (LR below) and say so. Independent runs go to 2 worker processes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -276,3 +277,22 @@ def test_colluders_recognise_steps_that_followed_the_partner() -> None:
     a.observe_step(s1, np.array(2), np.array(2), s2, step_id=6)  # someone else's advice
     v = a.evaluate(np.stack([s1, s2, s0, s1]), np.zeros(0, np.float32), np.zeros(4, np.float32))[1]
     assert v.tolist() == [10.0, 0.0, -10.0, 0.0]
+
+
+def test_attacks_config_reaches_the_peers_and_invalid_replies_are_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """RunConfig.attacks end to end: the garbage peer's replies are counted, it is ejected, and
+    summary.json reports both."""
+    import json
+
+    from orchestrator.config import RunConfig
+    from orchestrator.run import run_group
+
+    logging.getLogger("peerlearn").setLevel(logging.ERROR)
+    config = RunConfig(peers=3, steps=200, transport="inproc", out=str(tmp_path), name="g", progress=False,
+                       status_port=-1, roles=["learner", "expert", "expert"], attacks=["", "garbage", "mirror"],
+                       eval_every=200, learner={"learning_starts": 20}, checkpoint_every=0)
+    summary = json.loads((asyncio.run(run_group(config)).run_dir / "summary.json").read_text())
+    ejected = [e[2] for e in summary["health_events"] if e[3] == "ejected"]
+    print(f"\ninvalid replies {summary['invalid_replies']}, ejections {collections.Counter(ejected)}")
+    assert summary["invalid_replies"].get("peer-1", 0) > 0 and "peer-2" not in summary["invalid_replies"]
+    assert "peer-1" in ejected and "peer-0" not in ejected

@@ -48,8 +48,8 @@ def _overrides(warmup: int, training: bool) -> dict[str, object]:
 
 
 def _specs(task: str, n: int, warmup: int, training: bool, seed: int) -> list[PeerSpec]:
-    return [PeerSpec(f"peer-{i}", task, seed * 1000 + i, 10**6, learner_overrides=json.dumps(_overrides(warmup, training)))
-            for i in range(n)]
+    overrides = json.dumps(_overrides(warmup, training))
+    return [PeerSpec(f"peer-{i}", task, seed * 1000 + i, 10**6, learner_overrides=overrides) for i in range(n)]
 
 
 def _inproc(specs: list[PeerSpec]) -> list[PeerClient]:
@@ -195,7 +195,8 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
                  "vs_reference": 0.0, "vs_compute_limit": ours.agent_steps_per_s / limit}]
         if "reference" in which:
             ref = await measure("inproc", task, n, True, steps, turns=max(steps // n, 1))
-            rows.append({"schedule": "reference stand-in (turns, one process)", "agent_steps_per_s": ref.agent_steps_per_s,
+            rows.append({"schedule": "reference stand-in (turns, one process)",
+                         "agent_steps_per_s": ref.agent_steps_per_s,
                          "vs_reference": 1.0, "vs_compute_limit": ref.agent_steps_per_s / limit})
             rows[0]["vs_reference"] = ours.agent_steps_per_s / ref.agent_steps_per_s
         rows.append({"schedule": f"compute limit ({per_step * 1000:.2f} ms/agent-step x {cores} cores)",

@@ -21,7 +21,8 @@ class RunConfig:
     """Role of each started peer: learner (default), expert or adversary (scripted Room advisers)."""
     commands: list[str] = field(default_factory=list)
     """Per peer, a shell command that starts a non-Python peer instead of the Python one ("" = Python).
-    Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role}; e.g. "node peers/node/src/main.js --port {port}"."""
+    Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role};
+    e.g. "node peers/node/src/main.js --port {port}"."""
     steps: int = 6_000
     """Env steps per acting peer (the budget is per peer, as in the paper)."""
     seed: int = 0

@@ -33,6 +33,7 @@ from peerlearn.tensors import WireError, spaces_equal
 from peerlearn.validation import check_actions, check_states, check_values
 
 NOBODY = -1
+Scored = tuple[list[int], np.ndarray]  # candidate peer indices and their Q values
 
 
 @dataclass
@@ -69,6 +70,9 @@ class Member:
     @property
     def in_warmup(self) -> bool:
         return self.step_id < self.info.warmup_steps
+
+
+Sample = tuple[Member, str, Batch, np.ndarray]  # (evaluating peer, "trust"/"agent_values", batch, targets)
 
 
 @dataclass
@@ -220,8 +224,7 @@ class Group:
 
     # 3. Evaluate round -----------------------------------------------------
     async def _evaluate_round(self, acting: list[Member], plans: dict[int, Plan],
-                              suggestions: dict[tuple[int, int], np.ndarray],
-                              ) -> tuple[dict[int, tuple[list[int], np.ndarray]], list[tuple[Member, str, Batch, np.ndarray]]]:
+                              suggestions: dict[tuple[int, int], np.ndarray]) -> tuple[dict[int, Scored], list[Sample]]:
         cfg = self.config
         reputations = cfg.mode == "peer" and (cfg.use_trust or cfg.use_agent_values)
         obs_space = self.members[0].info.observation_space
@@ -268,7 +271,7 @@ class Group:
         samples = [s for _, _, part in results for s in part]
         return q_values, samples
 
-    def _update_reputations(self, samples: list[tuple[Member, str, Batch, np.ndarray]]) -> None:
+    def _update_reputations(self, samples: list[Sample]) -> None:
         """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
         evidence of all learners, each scored by its own critic (Eq. 7)."""
         lr = self.config.reputation_lr

@@ -6,7 +6,8 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group as RichGroup
+from rich.console import Console
+from rich.console import Group as RichGroup
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table

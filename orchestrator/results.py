@@ -33,7 +33,8 @@ PACKAGES = ("peerlearn", "torch", "stable-baselines3", "gymnasium", "mujoco", "n
 def new_run_dir(config: RunConfig) -> Path:
     """A fresh folder under `config.out`; an existing name gets a numeric suffix, never reused."""
     root = Path(config.out)
-    base = config.name or f"{config.task.replace('/', '_')}-{config.mode}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = config.name or f"{config.task.replace('/', '_')}-{config.mode}-s{config.seed}-{stamp}"
     candidate, k = root / base, 1
     while candidate.exists():
         k += 1

@@ -28,8 +28,8 @@ from peer_service.envs.room import optimal_action
 from peer_service.learner import SB3Learner
 from peer_service.presets import preset_for
 from peer_service.validation import PeerError
-from peerlearn.validation import check_actions, check_states
 from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
+from peerlearn.validation import check_actions, check_states
 
 ROLES = ("learner", "expert", "adversary")
 DEFAULT_EVAL_EPISODES = 10

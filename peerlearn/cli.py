@@ -30,7 +30,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
     p.add_argument("--checkpoint-every", type=int, help="group steps between checkpoints (for --resume)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue a killed run from its last checkpoint (its config.toml; flags such as --steps override)")
+                   help="continue a killed run from its last checkpoint (its config.toml; flags such as "
+                   "--steps override)")
     p.add_argument("--aggregation", dest="agent_value_aggregation", choices=["median", "trimmed_mean", "mean"],
                    help="agent-value aggregation: median (default, robust) or the paper's mean")
     p.add_argument("--tls-ca", dest="tls_ca", help="CA of the peers' certificates: connect with TLS")

@@ -7,6 +7,8 @@ Needs root and Debian's apt (docker.io, docker-compose, debootstrap); otherwise 
 exec-root, pidfile and socket under a temporary folder, with no default bridge, no iptables and no
 masquerading, so the host's network and any other Docker stay untouched (shared/FACTS.md). The
 packages stay installed (as `.ci/run` installs them). Budget: 15 minutes; it prints its times.
+Measured on a shared, busy 2-core machine (load 5-7), with Docker installed and no cache: 476 s
+(debootstrap + wheelhouse + image build 406 s, `up` 51 s, `down -v` 1 s, teardown ~18 s).
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ class Dockerd:
 
 
 @pytest.fixture
-def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
+def dockerd(capsys: pytest.CaptureFixture[str]) -> Iterator[Dockerd]:
     _ensure_docker()
     started = time.monotonic()
     d = Dockerd()
@@ -139,10 +141,9 @@ def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
     finally:
         t = time.monotonic()
         d.stop()
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter:
-            reporter.write_line(f"docker-compose e2e: dockerd stopped and its folder removed in "
-                                f"{time.monotonic() - t:.0f} s; {time.monotonic() - started:.0f} s in all")
+        with capsys.disabled():
+            print(f"docker-compose e2e: dockerd stopped and its folder removed in {time.monotonic() - t:.0f} s; "
+                  f"{time.monotonic() - started:.0f} s in all")
         assert d.proc.poll() is not None and not _processes_under(d.dir), "a docker process survived"
         assert not Path(d.dir).exists(), f"{d.dir} was not removed"
 

@@ -29,7 +29,7 @@ LR = 0.01  # 10x the paper's alpha, see the module docstring
 STEPS = 4000
 WINDOW = 1000
 RETURN_MARGIN = 5.0  # exact Room-6 return (optimum 47.10; random policy about 1.3)
-EVAL_STEPS = 3000
+EVAL_STEPS = {"self_promote": 2000, "inverse_critic": 3000}  # rates are read from step 1000 on
 RATE_MARGIN = 0.10
 
 pytestmark = pytest.mark.timeout(600)
@@ -156,13 +156,14 @@ def test_honest_returns_stay_close_to_a_group_without_attackers(mixed_and_baseli
 
 
 # ---------------------------------------------------------------------------------------- 2. evaluators
-def _evaluator_case(attack: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluator_case(attack: str, steps: int) -> tuple[dict[str, Any], dict[str, Any]]:
     peers = [HONEST, HONEST, HONEST, ("learner", attack)]
-    return tuple(_parallel([(peers, EVAL_STEPS, "median"), (peers, EVAL_STEPS, "mean")]))  # type: ignore[return-value]
+    return tuple(_parallel([(peers, steps, "median"), (peers, steps, "mean")]))  # type: ignore[return-value]
 
 
-def _rates(result: dict[str, Any], last_windows: int = 2) -> tuple[float, float]:
-    counts = sum(np.array(c) for _, c in result["windows"][-last_windows:])
+def _rates(result: dict[str, Any]) -> tuple[float, float]:
+    """Follow rates from step WINDOW on (the first window is dominated by the initial values)."""
+    counts = sum(np.array(c) for _, c in result["windows"][1:])
     liar = len(result["names"]) - 1
     honest = result["honest"]
     liar_rate = follow_rate(counts, liar, honest)
@@ -172,10 +173,11 @@ def _rates(result: dict[str, Any], last_windows: int = 2) -> tuple[float, float]
 
 @pytest.mark.parametrize("attack", ["self_promote", pytest.param("inverse_critic", marks=pytest.mark.slow)])
 def test_lying_evaluator_gains_no_followers_under_robust_aggregation(attack: str) -> None:
-    median, mean = _evaluator_case(attack)
+    steps = EVAL_STEPS[attack]
+    median, mean = _evaluator_case(attack, steps)
     liar_med, honest_med = _rates(median)
     liar_mean, honest_mean = _rates(mean)
-    span = f"steps {EVAL_STEPS - 2 * WINDOW}-{EVAL_STEPS}"
+    span = f"steps {WINDOW}-{steps}"
     print(f"\n{attack}, n=4 (3 honest DQN), alpha={LR}, follow rate by the honest learners over {span}:")
     print(f"  median: liar {liar_med:.3f} vs honest {honest_med:.3f}; agent values "
           f"{[round(v, 2) for v in median['agent_values']]}")

@@ -83,6 +83,10 @@ class RunConfig:
     below_quorum: str = "continue"
     """continue (the remaining peers go on alone) or pause (wait up to pause_timeout_s for rejoins)."""
     pause_timeout_s: float = 60.0
+    quarantine_steps: int = 200
+    """Group steps a peer ejected for invalid replies waits before it is probed (doubles per strike)."""
+    ban_after: int = 3
+    """Ejections for invalid replies after which a peer is banned for the rest of the run."""
     probe_max_backoff_s: float = 0.5
     """Cap of the health-probe backoff of an ejected peer (it is re-admitted within ~this of being back)."""
     restart_peers: int = 5

@@ -55,6 +55,9 @@ class Member:
     consecutive_failures: int = 0
     failed_this_step: bool = False
     invalid_replies: int = 0
+    invalid_streak: bool = False  # the current failing streak includes invalid replies
+    strikes: int = 0  # ejections for invalid replies (health.py quarantines, then bans)
+    quarantine_until: int = 0  # group step before which an ejected liar is not probed
     last_episode_return: float = math.nan
     last_eval_return: float = math.nan
     errors: list[str] = field(default_factory=list)
@@ -93,6 +96,8 @@ class Group:
         self.rng = np.random.default_rng(config.seed)
         n = len(members)
         self.agent_values = np.full(n, config.init_agent_value, dtype=np.float64)
+        # Each learner's running estimate of every peer's targets (robust aggregation, trust.py).
+        self.av_evidence = np.full((n, n), np.nan)
         self.health = HealthMonitor(self)
         self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
@@ -283,7 +288,8 @@ class Group:
                 evidence.append((m.index, batch.followed, targets))
         if evidence:
             self.agent_values = aggregate_agent_values(self.agent_values, evidence, lr,
-                                                       self.config.agent_value_aggregation)
+                                                       self.config.agent_value_aggregation,
+                                                       running=self.av_evidence)
 
     # 4. choose -------------------------------------------------------------
     def _choose(self, m: Member, plan: Plan, suggestions: dict[tuple[int, int], np.ndarray],
@@ -400,6 +406,7 @@ class Group:
 
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
         return {"t": self.t, "rng": self.rng.bit_generator.state, "agent_values": self.agent_values.copy(),
+                "av_evidence": self.av_evidence.copy(),
                 "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
                              "trust": m.trust.copy(), "follow_counts": m.follow_counts.copy(),
                              "last_eval_return": m.last_eval_return,
@@ -426,6 +433,8 @@ class Group:
         self.started = time.perf_counter()
         self.rng.bit_generator.state = state["rng"]
         self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
+        if "av_evidence" in state:
+            self.av_evidence = np.asarray(state["av_evidence"], dtype=np.float64).copy()
         for m, saved in zip(self.members, state["members"], strict=True):
             m.steps, m.trust = int(saved["steps"]), np.asarray(saved["trust"], dtype=np.float64).copy()
             m.follow_counts = np.asarray(saved["follow_counts"]).copy()
@@ -435,11 +444,12 @@ class Group:
 
     def _failed(self, m: Member, call: str, err: Exception) -> None:
         """The peer abstains from the rest of this step; repeated failures eject it (health.py)."""
-        if isinstance(err, WireError) or getattr(err, "code", "") == "BAD_REPLY":
+        invalid = isinstance(err, WireError) or getattr(err, "code", "") == "BAD_REPLY"
+        if invalid:
             m.invalid_replies += 1
         m.errors.append(f"step {self.t}: {call}: {err}")
         del m.errors[:-20]
-        self.health.on_failure(m)
+        self.health.on_failure(m, invalid)
 
     # ------------------------------------------------------------------ reporting
     @property

@@ -7,6 +7,9 @@
 - When the probe sees it SERVING again it is *rejoining*; at the next step boundary the
   orchestrator re-handshakes, restores the peer's latest checkpoint if it lost its state (a
   restarted process), resets its episode and lets it back in.
+- A peer ejected for *invalid replies* (NaN, wrong shapes, out-of-bounds actions) is quarantined
+  (`quarantine_steps`, doubling per strike) before it is probed again, and banned for the run after
+  `ban_after` strikes: a liar answers health checks perfectly well.
 - Quorum: with fewer than `quorum` usable acting peers, `below_quorum = "pause"` waits (up to
   `pause_timeout_s`, then the run stops cleanly with an error); "continue" lets the remaining peers
   go on alone. With no usable acting peer at all the group always waits: it never spins or hangs.
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("peerlearn.orchestrator")
 
-HEALTHY, SUSPECT, EJECTED, REJOINING = "healthy", "suspect", "ejected", "rejoining"
+HEALTHY, SUSPECT, EJECTED, REJOINING, BANNED = "healthy", "suspect", "ejected", "rejoining", "banned"
 
 
 class QuorumLost(RuntimeError):
@@ -42,6 +45,8 @@ class HealthMonitor:
         self.below_quorum = cfg.below_quorum
         self.pause_timeout_s = cfg.pause_timeout_s
         self.probe_max_backoff_s = cfg.probe_max_backoff_s
+        self.quarantine_steps = cfg.quarantine_steps
+        self.ban_after = cfg.ban_after
         self._probes: dict[int, asyncio.Task] = {}
         self.events: list[tuple[float, int, str, str]] = []  # (time, group step, peer, event)
 
@@ -53,13 +58,15 @@ class HealthMonitor:
         if m.state == SUSPECT and not m.failed_this_step:
             self._event(m, "healthy")
             m.state = HEALTHY
-        m.consecutive_failures = 0
+        if not m.failed_this_step:
+            m.consecutive_failures, m.invalid_streak = 0, False
 
-    def on_failure(self, m: Member) -> None:
-        if m.failed_this_step or m.state in (EJECTED, REJOINING):
+    def on_failure(self, m: Member, invalid: bool = False) -> None:
+        if m.failed_this_step or m.state in (EJECTED, REJOINING, BANNED):
             return
         m.failed_this_step = True
         m.consecutive_failures += 1
+        m.invalid_streak = m.invalid_streak or invalid
         if m.consecutive_failures >= self.eject_after:
             self.eject(m)
         elif m.state == HEALTHY:
@@ -67,9 +74,22 @@ class HealthMonitor:
             self._event(m, "suspect")
 
     def eject(self, m: Member) -> None:
+        """Take the peer out of the loop. A peer ejected for invalid replies answers its health check
+        perfectly well, so it is not re-admitted on that alone: it is quarantined for
+        quarantine_steps * 2^(strikes-1) group steps, and banned for the run after ban_after strikes."""
         m.state = EJECTED
         m.following = -1
-        self._event(m, "ejected")
+        if m.invalid_streak:
+            m.strikes += 1
+            if m.strikes >= self.ban_after:
+                m.state = BANNED
+                self._event(m, f"banned (invalid replies, {m.strikes} strikes)")
+                return
+            quarantine = self.quarantine_steps * 2 ** (m.strikes - 1)
+            m.quarantine_until = self.group.t + quarantine
+            self._event(m, f"ejected (invalid replies; quarantined {quarantine} steps)")
+        else:
+            self._event(m, "ejected")
         if m.index not in self._probes or self._probes[m.index].done():
             self._probes[m.index] = asyncio.create_task(self._probe(m))
 
@@ -82,6 +102,8 @@ class HealthMonitor:
     async def _probe(self, m: Member) -> None:
         delay = 0.05
         await m.client.reconnect()
+        while m.state == EJECTED and self.group.t < m.quarantine_until:
+            await asyncio.sleep(0.05)
         while m.state == EJECTED:
             if await m.client.check_health(timeout_s=1.0):
                 m.state = REJOINING
@@ -142,6 +164,7 @@ class HealthMonitor:
             self._probes[m.index] = asyncio.create_task(self._probe(m))
             return
         m.state, m.consecutive_failures, m.following, m.redecide = HEALTHY, 0, -1, True
+        m.invalid_streak = False
         self._event(m, "rejoined")
 
     async def close(self) -> None:

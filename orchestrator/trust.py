@@ -81,14 +81,20 @@ AGGREGATIONS = ("mean", "median", "trimmed_mean")
 
 
 def aggregate_agent_values(values: np.ndarray, evidence: list[tuple[int, np.ndarray, np.ndarray]], lr: float,
-                           method: str = "median", exclude_self: bool = True) -> np.ndarray:
+                           method: str = "median", exclude_self: bool = True,
+                           running: np.ndarray | None = None, running_rate: float = 0.05) -> np.ndarray:
     """Eq. 7 over the evidence of several evaluating peers.
 
     `evidence` holds, per evaluating peer k, (k, followed, targets) scored by k's own critic.
     - "mean": the paper's rule: pool every entry, v_j += lr * (mean of j's targets - v_j);
-    - "median" / "trimmed_mean": first each evaluator's mean target for j, then the median (or the
-      mean without the highest and lowest) across evaluators, with a peer's evidence about itself
-      excluded. One lying evaluator then moves v_j by at most the spread of the honest ones.
+    - "median" / "trimmed_mean": each evaluator k keeps a running estimate running[k, j] of its mean
+      target for peer j (rate `running_rate`; without `running`, this step's mean alone); then
+      v_j moves toward the median (or the mean without the highest and lowest) of those estimates
+      over the evaluators, a peer's evidence about itself excluded. Each step draws only
+      max(1, 10 // N) entries per evaluator, so without the running estimates one liar would often be
+      the only voice about a peer in a step; with them, one lying evaluator moves v_j at most to the
+      edge of the honest evaluators' estimates.
+    `running` (N x N, NaN = no evidence yet) is updated in place.
     """
     if method not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {method!r}")
@@ -97,21 +103,34 @@ def aggregate_agent_values(values: np.ndarray, evidence: list[tuple[int, np.ndar
     if method == "mean":
         return update_reputation(values, np.concatenate([f for _, f, _ in evidence]),
                                  np.concatenate([t for _, _, t in evidence]), lr)
+    n = len(values)
+    estimates = running if running is not None else np.full((n, n), np.nan)
+    fresh = np.full((n, n), np.nan)
+    seen = np.zeros(n, dtype=bool)
+    for k, followed, targets in evidence:
+        ok = np.isfinite(targets)
+        for j in np.unique(followed[ok]):
+            fresh[k, j] = float(targets[ok & (followed == j)].mean())
+            seen[j] = True
+    if running is not None:
+        old = np.isfinite(estimates)
+        new_ones = np.isfinite(fresh)
+        estimates[new_ones & ~old] = fresh[new_ones & ~old]
+        both = new_ones & old
+        estimates[both] += running_rate * (fresh[both] - estimates[both])
+    else:
+        estimates = fresh
     new = np.array(values, dtype=np.float64, copy=True)
-    for j in range(len(values)):
-        means = []
-        for k, followed, targets in evidence:
-            mask = (followed == j) & np.isfinite(targets)
-            if (exclude_self and k == j) or not mask.any():
-                continue
-            means.append(float(targets[mask].mean()))
-        if not means:
+    for j in np.flatnonzero(seen):
+        column = estimates[:, j].copy()
+        if exclude_self:
+            column[j] = np.nan
+        votes = np.sort(column[np.isfinite(column)])
+        if votes.size == 0:
             continue
         if method == "median":
-            target = float(np.median(means))
+            target = float(np.median(votes))
         else:
-            ordered = sorted(means)
-            trimmed = ordered[1:-1] if len(ordered) >= 3 else ordered
-            target = float(np.mean(trimmed))
+            target = float(np.mean(votes[1:-1] if votes.size >= 3 else votes))
         new[j] += lr * (target - new[j])
     return new

@@ -78,7 +78,7 @@ def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str 
         events = getattr(getattr(group, "health", None), "events", [])
         return {"names": [m.name for m in group.members], "windows": windows,
                 "invalid_replies": [int(getattr(m, "invalid_replies", 0)) for m in group.members],
-                "ejections": [e[2] for e in events if e[3] == "ejected"],
+                "ejections": [e[2] for e in events if e[3].startswith(("ejected", "banned"))],
                 "agent_values": group.agent_values.tolist(), "turned_at": turned_at}
 
     result = asyncio.run(main())
@@ -294,7 +294,29 @@ def test_attacks_config_reaches_the_peers_and_invalid_replies_are_reported(tmp_p
                        status_port=-1, roles=["learner", "expert", "expert"], attacks=["", "garbage", "mirror"],
                        eval_every=200, learner={"learning_starts": 20}, checkpoint_every=0)
     summary = json.loads((asyncio.run(run_group(config)).run_dir / "summary.json").read_text())
-    ejected = [e[2] for e in summary["health_events"] if e[3] == "ejected"]
+    ejected = [e[2] for e in summary["health_events"] if e[3].startswith(("ejected", "banned"))]
     print(f"\ninvalid replies {summary['invalid_replies']}, ejections {collections.Counter(ejected)}")
     assert summary["invalid_replies"].get("peer-1", 0) > 0 and "peer-2" not in summary["invalid_replies"]
     assert "peer-1" in ejected and "peer-0" not in ejected
+
+
+def test_a_peer_sending_invalid_replies_is_quarantined_then_banned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A garbage adviser answers health checks perfectly: it must not be re-admitted on that alone.
+    It is quarantined for quarantine_steps * 2^(strikes-1) group steps, then banned for the run."""
+    import json
+
+    from orchestrator.config import RunConfig
+    from orchestrator.run import run_group
+
+    logging.getLogger("peerlearn").setLevel(logging.ERROR)
+    config = RunConfig(peers=2, steps=400, transport="inproc", out=str(tmp_path), name="q", progress=False,
+                       status_port=-1, roles=["learner", "expert"], attacks=["", "garbage"], eval_every=400,
+                       learner={"learning_starts": 20}, checkpoint_every=0, quarantine_steps=50, ban_after=3)
+    summary = json.loads((asyncio.run(run_group(config)).run_dir / "summary.json").read_text())
+    events = [(e[1], e[3]) for e in summary["health_events"] if e[2] == "peer-1"]
+    print(f"\ngarbage adviser: {events}")
+    ejections = [t for t, what in events if what.startswith("ejected (invalid replies")]
+    rejoins = [t for t, what in events if what == "rejoined"]
+    assert len(ejections) == 2 and [what for _, what in events][-1].startswith("banned")
+    # quarantines of 50 and then 100 group steps before the peer was let back in
+    assert rejoins[0] - ejections[0] >= 50 and rejoins[1] - ejections[1] >= 100

@@ -109,3 +109,18 @@ def test_agent_values_median_excludes_self_and_bounds_a_liar() -> None:
     assert trimmed[0] == 6.0
     with pytest.raises(ValueError):
         aggregate_agent_values(np.zeros(2), [], lr=1.0, method="max")
+
+
+def test_running_estimates_outvote_a_liar_who_speaks_alone_in_a_step() -> None:
+    from orchestrator.trust import aggregate_agent_values
+
+    running = np.full((4, 4), np.nan)
+    values = np.zeros(4)
+    for _ in range(5):  # honest peers 1 and 2 report about peer 0: about 6
+        values = aggregate_agent_values(values, [(1, np.array([0]), np.array([6.0])),
+                                                 (2, np.array([0]), np.array([6.0]))], 1.0, running=running)
+    # now only the liar (3) has evidence about peer 0 in this step
+    values = aggregate_agent_values(values, [(3, np.array([0]), np.array([-1e6]))], 1.0, running=running)
+    assert values[0] == 6.0  # median over (6, 6, -1e6): the running estimates keep the honest votes
+    without = aggregate_agent_values(np.zeros(4), [(3, np.array([0]), np.array([-1e6]))], 1.0)
+    assert without[0] == -1e6  # per-step median alone: the lone liar decides

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+import numpy as np
+
 from orchestrator.config import RunConfig
 from orchestrator.group import Group
 from orchestrator.launcher import LocalPeers, PeerSpec
@@ -150,6 +152,37 @@ async def startup(task: str, n: int) -> tuple[float, float]:
     return first, rss
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
+    """Resident memory of 2 peers and the orchestrator over a long run without training (the RPC
+    path at full speed). The replay buffer is pre-allocated by SB3 and its pages are touched as it
+    fills, so its size is reported beside the growth."""
+    rows: list[dict[str, object]] = []
+    with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
+        async with LocalPeers(_specs(task, 2, 100, False, 0), Path(tmp)) as local:
+            clients = [GrpcPeerClient(a) for a in local.addresses]
+            group = await Group.connect(clients, RunConfig(task=task, peers=2, status_port=-1))
+            await group.reset()
+            obs_dim = int(np.prod(group.members[0].info.observation_space.shape))
+            for k in range(steps + 1):
+                if k % every == 0:
+                    rows.append({"group_step": k, "peer_rss_mib": max(_rss_mb(p) for p in local.pids),
+                                 "orchestrator_rss_mib": _rss_mb(os.getpid()),
+                                 "replay_buffer_filled_mib": 2 * 4 * obs_dim * k / 2**20})
+                if k < steps:
+                    await group.step()
+            await group.health.close()
+            for c in clients:
+                await c.close()
+    return rows
+
+
 def print_table(rows: list[dict[str, object]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -210,6 +243,10 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
             rows.append({"peers": n, "seconds_to_first_group_step": first, "peak_rss_mib_per_peer": rss})
         print_table(rows, f"start-up and memory: {task}")
         write_csv(rows, out / "startup.csv")
+    if "memory" in which:
+        rows = await memory(task, steps, max(steps // 10, 1))
+        print_table(rows, f"memory over {steps} group steps without training: {task}, 2 peers")
+        write_csv(rows, out / "memory.csv")
     (out / "bench.json").write_text(json.dumps({"task": task, "ns": ns, "steps": steps, "cores": cores,
                                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
 

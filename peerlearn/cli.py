@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the group step side by side (tables + CSV; docs/performance.md)")
     bench.add_argument("which", nargs="*", default=["overhead", "reference", "startup"],
-                       help="overhead, reference, compute, startup (default: overhead reference startup)")
+                       help="overhead, reference, compute, startup, memory (default: overhead reference startup)")
     bench.add_argument("--task", default="halfcheetah")
     bench.add_argument("--peers", default="2,4,8,16,32", help="group sizes for the overhead table")
     bench.add_argument("--steps", type=int, default=200, help="timed group steps per measurement")

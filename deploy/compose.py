@@ -15,6 +15,10 @@ import argparse
 import sys
 
 PORT = 50051
+# RunConfig fields the orchestrator takes from PEERLEARN_<NAME> (deploy/orchestrate_env.py reads them)
+TUNING = ["CHECKPOINT_EVERY", "RPC_TIMEOUT_S", "STEP_TIMEOUT_S", "EJECT_AFTER", "PROBE_MAX_BACKOFF_S", "QUORUM",
+          "BELOW_QUORUM", "PAUSE_TIMEOUT_S", "KEEPALIVE_S", "KEEPALIVE_TIMEOUT_S", "MAX_RECONNECT_BACKOFF_S",
+          "LOG_EVERY"]
 HEADER = """\
 # A peer group on one machine: {n} peers (each its own gRPC server container) and an orchestrator
 # that starts once every peer is healthy, trains them in lock-step and writes runs/<name>/ to the
@@ -31,6 +35,15 @@ HEADER = """\
 # PEERLEARN_RESULTS (results: the named volume; a path such as ./runs bind-mounts that folder,
 # which must be writable by uid 10001), BASE_IMAGE (python:3.11-slim, the base of the build),
 # PEERLEARN_ALLOW_INSECURE (1: plaintext gRPC, acceptable on this internal network only).
+# Fault handling of the orchestrator (docs/robustness.md; empty = RunConfig's default):
+# PEERLEARN_CHECKPOINT_EVERY, PEERLEARN_RPC_TIMEOUT_S, PEERLEARN_STEP_TIMEOUT_S, PEERLEARN_EJECT_AFTER,
+# PEERLEARN_PROBE_MAX_BACKOFF_S, PEERLEARN_QUORUM, PEERLEARN_BELOW_QUORUM, PEERLEARN_PAUSE_TIMEOUT_S,
+# PEERLEARN_KEEPALIVE_S, PEERLEARN_KEEPALIVE_TIMEOUT_S, PEERLEARN_MAX_RECONNECT_BACKOFF_S, PEERLEARN_LOG_EVERY.
+# Peers have `restart: on-failure`: a crashed peer is restarted, reloads its latest checkpoint from the
+# `checkpoints` volume and rejoins (`up --exit-code-from` keeps running through that). Docker does not
+# restart a container stopped by `docker kill`/`docker stop`, and `--exit-code-from` then stops the
+# whole group; with `docker-compose up -d` + `docker wait <orchestrator>` the group goes on without it
+# until `docker start` brings it back (compose 1.29.2, measured; tests/test_compose_e2e.py uses `up -d`).
 # Valid for docker-compose 1.29 and the Compose Specification (no top-level `name:`).
 """
 
@@ -44,6 +57,7 @@ x-peer: &peer
   image: ${PEERLEARN_IMAGE:-peerlearn:latest}
   command: ["peer"]
   networks: [group]
+  restart: on-failure  # not after `docker kill`/`docker stop` (manual), nor after a clean exit
   stop_grace_period: 30s
   healthcheck:
     test: ["CMD", "/opt/peerlearn/bin/python", "/usr/local/bin/peerlearn-healthcheck"]
@@ -80,10 +94,12 @@ services:"""]
       - checkpoints:/checkpoints
 """)
     addresses = ",".join(f"{p}:{PORT}" for p in peers)
+    tuning = "".join(f"\n      PEERLEARN_{v}: ${{PEERLEARN_{v}:-}}" for v in TUNING)
     depends = "".join(f"\n      {p}:\n        condition: service_healthy" for p in peers)
     out.append(f"""\
   orchestrator:
     image: ${{PEERLEARN_IMAGE:-peerlearn:latest}}
+    entrypoint: ["/opt/peerlearn/bin/python", "/usr/local/bin/peerlearn-orchestrate"]  # PEERLEARN_* -> config
     command:
       - orchestrate
       - --peers
@@ -104,7 +120,7 @@ services:"""]
       - /results
       - --no-progress
     environment:
-      PEERLEARN_ALLOW_INSECURE: ${{PEERLEARN_ALLOW_INSECURE:-1}}
+      PEERLEARN_ALLOW_INSECURE: ${{PEERLEARN_ALLOW_INSECURE:-1}}{tuning}
     networks: [group]
     depends_on:{depends}
     healthcheck:

@@ -36,7 +36,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     config = RunConfig(peers=len(peers), steps=10**9, eject_after=3, quorum=2, below_quorum="pause",
                        pause_timeout_s=60, probe_max_backoff_s=0.5)
     insecure = ClientSecurity(allow_insecure=True)  # a test network the test itself made
-    clients = [GrpcPeerClient(addr, Deadlines(read_s=2.0, step_s=4.0), insecure) for _, addr in peers]
+    clients = [GrpcPeerClient(addr, Deadlines(read_s=3.0, step_s=6.0), insecure) for _, addr in peers]
     for c in clients:  # start-up only: wait (wait_for_ready) until the peers are up and reachable
         started = time.monotonic()
         while True:
@@ -119,5 +119,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--peers", required=True, help="ns=host:port,...")
     parser.add_argument("--loss-s", type=float, default=60.0)
-    parser.add_argument("--partition-s", type=float, default=8.0)
+    parser.add_argument("--partition-s", type=float, default=12.0)
     print(json.dumps(asyncio.run(main(parser.parse_args()))), flush=True)

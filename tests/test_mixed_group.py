@@ -1,6 +1,8 @@
-"""A mixed-language group end to end (configs/mixed-room21.toml): a Python DQN learner, the Node.js
-tabular Q-learner and the C++ scripted adversary train together on Room-21 over gRPC, started by the
-launcher from their shell commands. The results must show every peer's trust and follow counts,
+"""A mixed-language group end to end (configs/mixed-room6.toml, the CI-sized variant of
+configs/mixed-room21.toml): a Python DQN learner, the Node.js tabular Q-learner and the C++ scripted
+adversary train together over gRPC, started by the launcher from their shell commands. (On Room-21
+the learners need far more than a CI budget before their critics tell the adversary's advice apart:
+docs/results.md.) The results must show every peer's trust and follow counts,
 and the trust mechanism must learn to ignore the adversary: its share of the followed steps falls."""
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from tests.conftest import pid_alive
 from tests.foreign_peers import ROOT, cpp_peer, node_peer  # noqa: F401 (session fixtures)
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
-CONFIG = ROOT / "configs" / "mixed-room21.toml"
+CONFIG = ROOT / "configs" / "mixed-room6.toml"
 NAMES = ("peer-0", "peer-1", "peer-2")
 LEARNERS, ADVERSARY = ("peer-0", "peer-1"), "peer-2"
 
@@ -73,9 +75,8 @@ def test_python_node_cpp_group_learns_to_ignore_the_adversary(
     first, later = adversary_share(rows, -1, n // 4 - 1), adversary_share(rows, n // 2 - 1, n - 1)
     trust = {a: {b: round(float(last[f"trust/{a}/{b}"]), 4) for b in NAMES} for a in LEARNERS}
     print(f"adversary share of followed steps: first quarter {first:.3f}, second half {later:.3f}; trust {trust}")
-    # Measured (seeds 0 and 1, 4000 steps): ~0.26 -> 0.11-0.14; with the paper's slower reputation_lr
-    # (0.001) this budget shows no fall at all (0.27 -> 0.27).
-    assert later < 0.7 * first, f"the adversary's follow rate did not fall: {first:.3f} -> {later:.3f}"
+    # Measured on Room-6 (seed 0, 4,000 steps): 0.34 in the first eighth, 0.00-0.05 after step 1,100.
+    assert later < 0.5 * first, f"the adversary's follow rate did not fall: {first:.3f} -> {later:.3f}"
     in_adversary = sum(trust[a][ADVERSARY] for a in LEARNERS) / len(LEARNERS)
     in_learners = sum(trust[a][b] for a in LEARNERS for b in LEARNERS) / len(LEARNERS) ** 2
     assert in_adversary < in_learners, f"the learners trust the adversary more than each other: {trust}"

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
@@ -92,15 +93,20 @@ def test_orchestrate_probe_and_status_against_running_peers(peer_processes: dict
     config = RunConfig(steps=150, eval_every=150, out=str(tmp_path), name="orch", progress=False, log_every=10)
 
     async def run_and_watch() -> tuple[object, str]:
+        from orchestrator.status import format_status
+        from peerlearn.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
         task = asyncio.create_task(run_group(config, [peer_processes["dqn"], peer_processes["expert"]]))
         address_file = tmp_path / "orch" / "status_address"
         while not address_file.exists():
             await asyncio.sleep(0.05)
-        address = address_file.read_text().strip()
-        status = await asyncio.create_subprocess_exec(sys.executable, "-m", "peerlearn.cli", "status", address,
-                                                      stdout=asyncio.subprocess.PIPE)
-        out, _ = await status.communicate()
-        return await task, out.decode()
+        async with grpc.aio.insecure_channel(address_file.read_text().strip()) as channel:
+            stub = orchestrator_pb2_grpc.OrchestratorServiceStub(channel)
+            status = await stub.GetStatus(orchestrator_pb2.GetStatusRequest(), timeout=10)
+            while not status.peers:  # the group is still connecting
+                await asyncio.sleep(0.05)
+                status = await stub.GetStatus(orchestrator_pb2.GetStatusRequest(), timeout=10)
+        return await task, format_status(status)  # the text `peerlearn status` prints
 
     summary, status_text = asyncio.run(run_and_watch())
     assert "dqn" in status_text and "expert" in status_text and "who follows whom" in status_text, status_text

@@ -126,17 +126,18 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
             status_address = f"127.0.0.1:{port}"
             (run_dir / "status_address").write_text(status_address + "\n")
 
-        group = await Group.connect(clients, config, recorder)
-        status.group = group
-        recorder.start(group, resume_state)
-        if resume_state is not None:
-            await group.restore(resume_state)
-        else:
-            await group.reset()
-        view = LiveView(config.steps, f"{run_dir.name}", enabled=config.progress, start=group.t)
-        if config.progress and status_address:
-            view.console.print(f"status: peerlearn status {status_address}    results: {run_dir}")
-        try:
+        group: Group | None = None
+        try:  # from here on, whatever happens (Ctrl-C during start-up included), results are closed
+            group = await Group.connect(clients, config, recorder)
+            status.group = group
+            recorder.start(group, resume_state)
+            if resume_state is not None:
+                await group.restore(resume_state)
+            else:
+                await group.reset()
+            view = LiveView(config.steps, f"{run_dir.name}", enabled=config.progress, start=group.t)
+            if config.progress and status_address:
+                view.console.print(f"status: peerlearn status {status_address}    results: {run_dir}")
             with view:
                 await group.run(config.steps, on_step=view.update)
                 view.update(group, force=True)

@@ -64,7 +64,11 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     try:
         await asyncio.sleep(3.0)
 
-        # 1. 30% loss both ways on one peer's link: slower, but no spurious ejection.
+        # 1. 30% loss both ways on one peer's link: slower, but no spurious ejection with the default
+        #    deadlines (5 s / 10 s): TCP's retransmission backoff makes single calls take seconds, and a
+        #    connection in backoff stays slow for the next calls too (2-3 s deadlines did eject).
+        for c in clients:
+            c.deadlines = Deadlines()
         start, before = time.time(), len(durations)
         nft(ns_of[names[0]], "add rule inet chaos input numgen random mod 100 < 30 drop",
             "add rule inet chaos output numgen random mod 100 < 30 drop")
@@ -76,6 +80,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         figures["loss: median / max step (s)"] = [round(float(np.median(lossy)), 4), round(max(lossy), 3)]
         figures["loss: events of the lossy peer"] = [w for _, w in events_of(group, names[0], start)]
         await asyncio.sleep(2.0)
+
+        for c in clients:  # partitions: short deadlines so that ejection comes within the partition
+            c.deadlines = Deadlines(read_s=3.0, step_s=6.0)
 
         async def partition(victims: list[str], outgoing_only: bool, label: str) -> None:
             for v in victims:

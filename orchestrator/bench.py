@@ -17,7 +17,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -256,5 +256,3 @@ def main(which: list[str], task: str, ns: list[int], steps: int, out: str) -> in
     print(f"CSV written to {out}/")
     return 0
 
-
-__all__ = ["Row", "asdict", "main", "measure"]

@@ -8,7 +8,6 @@ Ctrl-C), every process it started is terminated, then killed if it does not exit
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -185,6 +184,3 @@ async def wait_healthy(address: str, timeout_s: float) -> None:
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise PeerStartError(f"{address} reports {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
 
-
-def describe(specs: list[PeerSpec]) -> str:
-    return json.dumps([vars(s) for s in specs])

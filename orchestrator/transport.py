@@ -88,18 +88,18 @@ class InprocPeerClient(PeerClient):
 
     def __init__(self, peer: object) -> None:
         from peer_service.peer import Peer  # the in-process transport is the only place that needs it
+        from peer_service.validation import PeerError
 
         assert isinstance(peer, Peer)
         self.peer = peer
+        self._peer_error = PeerError  # resolved once: _call is on the in-process hot path
         self.address = f"inproc:{peer.config.peer_id}"
 
     def _call(self, name: str, fn, *args):  # type: ignore[no-untyped-def]
-        from peer_service.validation import PeerError
-
         self.calls += 1
         try:
             return fn(*args)
-        except PeerError as err:
+        except self._peer_error as err:
             raise PeerCallError(self.address, name, err.code.name, err.message) from err
         except WireError as err:
             raise PeerCallError(self.address, name, "INVALID_ARGUMENT", str(err)) from err

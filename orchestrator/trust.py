@@ -72,10 +72,6 @@ def update_reputation(values: np.ndarray, followed: np.ndarray, targets: np.ndar
     return new
 
 
-def follow_probabilities(components: Mapping[str, np.ndarray], temperature: float) -> np.ndarray:
-    """Convenience for reports and tests: the softmax over combined scores."""
-    return softmax(combine(components), temperature)
-
 
 AGGREGATIONS = ("mean", "median", "trimmed_mean")
 

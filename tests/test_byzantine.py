@@ -240,7 +240,8 @@ def test_attacks_alter_only_what_they_claim() -> None:
         with pytest.raises(WireError):
             check_values(np.asarray(q), 2, "q")
             check_values(np.asarray(v), 3, "v")
-    q, v = make("inverse_critic").evaluate(states[:2], np.array([1.0, 2.0], np.float32), np.array([3.0, -4.0], np.float32))
+    q, v = make("inverse_critic").evaluate(states[:2], np.array([1.0, 2.0], np.float32),
+                                           np.array([3.0, -4.0], np.float32))
     assert q.tolist() == [-1.0, -2.0] and v.tolist() == [-3.0, 4.0]
 
 

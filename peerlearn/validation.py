@@ -22,9 +22,13 @@ def check_states(states: np.ndarray, space: gym.Space, name: str) -> np.ndarray:
         raise WireError(f"{name}: batch of {states.shape[0]} exceeds the limit of {MAX_BATCH}")
     if not np.issubdtype(states.dtype, np.floating):
         raise WireError(f"{name}: expected FLOAT32 or FLOAT64 observations, got {states.dtype}")
-    if not np.isfinite(states).all():
-        raise WireError(f"{name}: contains NaN or Inf")
-    return states.astype(np.float32, copy=False)
+    # Cast before the finiteness check: a finite FLOAT64 beyond float32's range (e.g. 3.5e38) becomes
+    # Inf in float32, and the learner sees the float32 values, so those are the ones that must be finite.
+    with np.errstate(over="ignore"):
+        as_float32 = states.astype(np.float32, copy=False)
+    if not np.isfinite(as_float32).all():
+        raise WireError(f"{name}: contains NaN or Inf, or values beyond float32's range")
+    return as_float32
 
 
 def check_actions(actions: np.ndarray, space: gym.Space, batch: int | None, name: str) -> np.ndarray:

@@ -31,7 +31,10 @@ from tests.conftest import pid_alive
 # The status codes docs/protocol.md lets a peer answer with (OK aside).
 DOCUMENTED = {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "ALREADY_EXISTS", "NOT_FOUND", "UNIMPLEMENTED",
               "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL"}
-PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples every run, so CI cannot pass or fail by the luck of the draw; the
+# edge cases hypothesis always tries (extremes of each dtype, NaN, Inf) are part of the fixed set.
+PROPS = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                 suppress_health_check=[HealthCheck.too_slow])
 
 # ---------------------------------------------------------------------------------------- properties
 dtype_codes = st.sampled_from([0, 1, 2, 3, 4, 5, 99, -1, 2**31 - 1])
@@ -93,6 +96,16 @@ def test_check_states_passes_only_finite_batches_of_the_space(states: np.ndarray
         return
     assert out.dtype == np.float32 and out.ndim == 2 and out.shape[1] == 4 and out.shape[0] <= MAX_BATCH
     assert np.isfinite(out).all()
+
+
+def test_check_states_rejects_float64_beyond_float32_range() -> None:
+    """Found by hypothesis in CI: finite FLOAT64 observations that overflow to Inf once cast to float32."""
+    with pytest.raises(WireError, match="float32's range"):
+        check_states(np.full((1, 4), 3.4028236e38, dtype=np.float64), OBS, "states")
+    with pytest.raises(WireError, match="float32's range"):
+        check_states(np.full((2, 4), -1e300, dtype=np.float64), OBS, "states")
+    ok = check_states(np.full((1, 4), 3.4e38, dtype=np.float64), OBS, "states")
+    assert ok.dtype == np.float32 and np.isfinite(ok).all()
 
 
 @PROPS

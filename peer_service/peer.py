@@ -24,6 +24,7 @@ import numpy as np
 import peerlearn
 from peer_service.attacks import Attack, parse_attack
 from peer_service.envs import make_env, resolve_env_id, unwrap_room
+from peer_service.envs import room_critic
 from peer_service.envs.room import optimal_action
 from peer_service.learner import SB3Learner
 from peer_service.presets import preset_for
@@ -32,6 +33,8 @@ from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
 from peerlearn.validation import check_actions, check_states
 
 ROLES = ("learner", "expert", "adversary")
+# Discount of a scripted adviser's exact critic (the paper's DQN gamma on Room).
+SCRIPTED_GAMMA = 0.99
 DEFAULT_EVAL_EPISODES = 10
 
 
@@ -95,8 +98,9 @@ class Peer:
             protocol_version=peerlearn.PROTOCOL_VERSION, peer_id=self.config.peer_id,
             language=f"python/{platform.python_version()}", implementation=implementation, env_id=self.env_id,
             observation_space=self.observation_space, action_space=self.action_space,
-            capabilities=Capabilities(advises=True, evaluates=learns, acts=learns, learns=learns),
-            gamma=self.learner.preset.gamma if learns else 0.99,
+            # A scripted adviser evaluates with its exact critic (room_critic.py) but neither acts nor learns.
+            capabilities=Capabilities(advises=True, evaluates=True, acts=learns, learns=learns),
+            gamma=self.learner.preset.gamma if learns else SCRIPTED_GAMMA,
             warmup_steps=self.learner.preset.learning_starts if learns else 0,
             last_step_id=self.last_step_id, episode_active=self.observation is not None)
 
@@ -122,11 +126,16 @@ class Peer:
 
     def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
                  v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        learner = self._require_learner("Evaluate")
         q_states = check_states(q_states, self.observation_space, "q_states")
         q_actions = check_actions(q_actions, self.action_space, len(q_states), "q_actions")
         v_states = check_states(v_states, self.observation_space, "v_states")
-        q, v = learner.q_values(q_states, q_actions).astype(np.float32), learner.v_values(v_states).astype(np.float32)
+        if self.learner is None:
+            size, mirror = self.room_size or 2, self.config.role == "adversary"
+            q = room_critic.q_values(q_states, q_actions, size, mirror, SCRIPTED_GAMMA).astype(np.float32)
+            v = room_critic.v_values(v_states, size, mirror, SCRIPTED_GAMMA).astype(np.float32)
+        else:
+            q = self.learner.q_values(q_states, q_actions).astype(np.float32)
+            v = self.learner.v_values(v_states).astype(np.float32)
         return (q, v) if self.attack is None else self.attack.evaluate(v_states, q, v)
 
     # ------------------------------------------------------------------ acting
@@ -244,7 +253,7 @@ class Peer:
         if self.learner is None:
             raise PeerError(grpc.StatusCode.UNIMPLEMENTED,
                             f"{call}: peer {self.config.peer_id} is an adviser ({self.config.role}); "
-                            "it only answers GetInfo and Suggest")
+                            "it only answers GetInfo, Suggest and Evaluate")
         return self.learner
 
     def _checkpoint_root(self) -> Path:

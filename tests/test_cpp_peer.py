@@ -1,5 +1,6 @@
 """The C++ adviser (peers/cpp, built here with `make -C peers/cpp`): the conformance kit as expert and
-as adversary, and its moves against the Python scripted rule on many observations."""
+as adversary, and its moves and critic values against the Python scripted rule and exact critic on
+many observations."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from orchestrator.launcher import LocalPeers, PeerSpec
+from peer_service.envs import room_critic
 from peer_service.envs.room import optimal_action
 from peerlearn.tensors import from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
@@ -65,3 +67,26 @@ def test_cpp_moves_match_the_python_rule(cpp_advisers, name: str) -> None:  # ty
     bad = np.flatnonzero(got != want)
     assert bad.size == 0, \
         f"{bad.size} moves differ, e.g. state {states[bad[0]].tolist()}: {got[bad[0]]} vs {want[bad[0]]}"
+
+
+@pytest.mark.parametrize("name", ["cpp-expert", "cpp-adversary"])
+def test_cpp_critic_matches_the_python_critic(cpp_advisers, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Evaluate over gRPC: Q and V of the scripted policy, the same closed form as room_critic.py."""
+    spec, address = cpp_advisers[name]
+    size, mirror = int(spec.task.split("-")[1]), spec.role == "adversary"
+    rng = np.random.default_rng(2)
+    grid = rng.integers(0, size, (400, 4)) / (size - 1)
+    grid[:100, 2:] = 0.5
+    states = np.concatenate([grid, rng.random((200, 4))]).astype(np.float32)
+    actions = rng.integers(0, 4, len(states))
+    with grpc.insecure_channel(address) as channel:
+        reply = peer_pb2_grpc.PeerServiceStub(channel).Evaluate(
+            pb.EvaluateRequest(q_states=to_tensor(states), q_actions=to_tensor(actions),
+                               v_states=to_tensor(states[::-1].copy())), timeout=10)
+    q, v = from_tensor(reply.q_values), from_tensor(reply.v_values)
+    assert q.dtype == np.float32 and q.shape == (len(states),) and v.shape == (len(states),)
+    want_q = room_critic.q_values(states, actions, size, mirror, 0.99).astype(np.float32)
+    want_v = room_critic.v_values(states[::-1], size, mirror, 0.99).astype(np.float32)
+    np.testing.assert_allclose(q, want_q, rtol=1e-6)
+    np.testing.assert_allclose(v, want_v, rtol=1e-6)
+    assert len(np.unique(q)) > 10, "the critic gave nearly constant values: the comparison proves little"

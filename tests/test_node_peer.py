@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from orchestrator.launcher import LocalPeers, PeerSpec
-from peer_service.envs import room_id
+from peer_service.envs import room_critic, room_id
 from peer_service.envs.room import EPISODE_STEPS, optimal_action
 from tests.conftest import pid_alive
 from tests.foreign_peers import ROOT, node_peer  # noqa: F401 (session fixture)
@@ -48,7 +48,7 @@ def test_node_room_matches_python_room(node_peer: Path) -> None:  # noqa: F811
                 truncated.append(trunc)
             rollouts.append({"size": size, "goal_index": int(goal), "actions": actions})
             expected.append({"observations": observations, "rewards": rewards, "truncated": truncated})
-    suggest, moves = [], []
+    suggest, moves, critic = [], [], []
     for size in (3, 6, 21):
         grid = rng.integers(0, size, (200, 4)) / (size - 1)
         grid[:50, 2:] = 0.5  # goal coordinates on the mirror's rounding edge (round half to even)
@@ -56,8 +56,10 @@ def test_node_room_matches_python_room(node_peer: Path) -> None:  # noqa: F811
             for mirror in (False, True):
                 suggest.append({"size": size, "mirror": mirror, "obs": obs.tolist()})
                 moves.append(optimal_action(obs, size, toward_mirror=mirror))
+                critic.append({"size": size, "mirror": mirror, "obs": obs.tolist(),
+                               "action": int(rng.integers(4)), "gamma": 0.99})
     proc = subprocess.run(["node", "tools/rollout.js"], cwd=node_peer, input=json.dumps(
-        {"rollouts": rollouts, "suggest": suggest}), capture_output=True, text=True, timeout=60)
+        {"rollouts": rollouts, "suggest": suggest, "critic": critic}), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout)
     hits = 0
@@ -70,6 +72,12 @@ def test_node_room_matches_python_room(node_peer: Path) -> None:  # noqa: F811
     assert hits > 0, "no rollout ever reached its goal: the comparison did not cover the goal reward"
     mismatches = [(s, m, g) for s, m, g in zip(suggest, moves, got["suggest"], strict=True) if m != g]
     assert not mismatches, f"{len(mismatches)} scripted moves differ, e.g. {mismatches[:3]}"
+    # The scripted advisers' critic (Evaluate): the same closed form in both languages.
+    for case, (q, v) in zip(critic, got["critic"], strict=True):
+        obs = np.array([case["obs"]], np.float32)
+        want_q = room_critic.q_values(obs, np.array([case["action"]]), case["size"], case["mirror"], 0.99)[0]
+        want_v = room_critic.v_values(obs, case["size"], case["mirror"], 0.99)[0]
+        assert q == pytest.approx(want_q, rel=1e-12) and v == pytest.approx(want_v, rel=1e-12), case
 
 
 def _start(specs: list[PeerSpec], tmp_path: Path) -> LocalPeers:
@@ -93,7 +101,7 @@ def test_node_peers_pass_the_kit(node_peer: Path, tmp_path: Path) -> None:  # no
             assert proc.returncode == 0, f"{spec.peer_id} fails the conformance kit:\n{proc.stdout[-6000:]}"
             summary = proc.stdout.strip().splitlines()[-1]
             if spec.role == "adversary":
-                assert "skipped" in summary, summary  # adviser: no Step, Evaluate, Save checks
+                assert "skipped" in summary, summary  # adviser: no Step, Save checks (it does Evaluate)
             else:
                 assert "passed" in summary and "skipped" in summary, summary
     finally:

@@ -39,7 +39,7 @@ def test_handshake_describes_peers(stubs) -> None:  # type: ignore[no-untyped-de
     sac = info_from_proto(stubs["sac"].GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT))
     assert sac.implementation == "sb3.SAC" and sac.action_space.shape == (3,)
     expert = info_from_proto(stubs["expert"].GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT))
-    assert expert.capabilities.advises and not expert.capabilities.acts and not expert.capabilities.evaluates
+    assert expert.capabilities.advises and expert.capabilities.evaluates and not expert.capabilities.acts
 
 
 def test_health_and_reflection_are_served(peer_processes: dict[str, str]) -> None:
@@ -177,7 +177,10 @@ def test_evaluate_mismatched_batches_and_adviser_limits(stubs) -> None:  # type:
                                  q_actions=to_tensor(np.zeros(2, np.int64)))
     assert code_of(stubs["dqn"].Evaluate, request) == grpc.StatusCode.INVALID_ARGUMENT
     assert code_of(stubs["expert"].Step, pb.StepRequest(step_id=1)) == grpc.StatusCode.UNIMPLEMENTED
-    assert code_of(stubs["expert"].Evaluate, pb.EvaluateRequest()) == grpc.StatusCode.UNIMPLEMENTED
+    # A scripted adviser evaluates with its exact critic; it refuses a batch whose parts disagree too.
+    assert code_of(stubs["expert"].Evaluate, request) == grpc.StatusCode.INVALID_ARGUMENT
+    empty = stubs["expert"].Evaluate(pb.EvaluateRequest(), timeout=TIMEOUT)
+    assert from_tensor(empty.q_values).shape == (0,) and from_tensor(empty.v_values).shape == (0,)
     assert code_of(stubs["dqn"].RunEvaluation, pb.RunEvaluationRequest(episodes=-1)) == \
         grpc.StatusCode.INVALID_ARGUMENT
 

@@ -10,7 +10,7 @@ or from Python: `peerlearn.conformance.run("127.0.0.1:50051")` returns pytest's 
 
 The kit talks to the peer only over gRPC, so it judges a Node, C++ or Python peer alike. The peer's
 `capabilities` decide which checks apply: an adviser is never asked to Step, a peer without a critic
-is never asked to Evaluate (only checked to answer UNIMPLEMENTED). The kit mutates an acting peer
+(evaluates=false) is never asked to Evaluate (only checked to answer UNIMPLEMENTED). The kit mutates an acting peer
 (it Resets, Steps, Saves and Loads it), so point it at a peer that is not training in a group.
 It works on a fresh peer and on one that has already stepped.
 """

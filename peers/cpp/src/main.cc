@@ -1,5 +1,6 @@
 // peerlearn-cpp-peer: an adviser-only peerlearn.v1 peer for the Room grid world (scripted expert or
-// adversary). It answers GetInfo and Suggest; every other call is UNIMPLEMENTED (docs/protocol.md).
+// adversary). It answers GetInfo, Suggest and Evaluate (the exact critic of its scripted policy);
+// every other call is UNIMPLEMENTED (docs/protocol.md).
 // It also serves grpc.health.v1 (gRPC's built-in health service) and server reflection.
 //
 //   peers/cpp/build/peerlearn-cpp-peer --port P [--host 127.0.0.1] [--task room-21] [--peer-id ID]
@@ -19,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -39,6 +41,8 @@ constexpr const char* kService = "peerlearn.v1.PeerService";
 constexpr int64_t kMaxElements = int64_t{1} << 22;
 constexpr int64_t kMaxBatch = 4096;
 constexpr int kMaxMessageBytes = 16 * 1024 * 1024;
+// Discount of the scripted adviser's exact critic (the paper's DQN gamma on Room).
+constexpr double kGamma = 0.99;
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -61,39 +65,51 @@ void AppendLE(std::string* out, uint64_t v, size_t size) {
   for (size_t i = 0; i < size; ++i) out->push_back(char((v >> (8 * i)) & 0xff));
 }
 
-// Decodes a batch of observations (B, 4), FLOAT32 or FLOAT64, finite; fills `rows` (B * 4 doubles).
-Status DecodeStates(const pb::Tensor& t, std::vector<double>* rows) {
-  size_t itemsize;
+// Checks a tensor's header against its bytes: known dtype, no negative dimension, at most
+// kMaxElements elements, prod(shape) * itemsize bytes. Fills the item size and element count.
+Status CheckTensor(const pb::Tensor& t, const std::string& name, size_t* itemsize, int64_t* count,
+                   std::string* shape_text) {
   switch (t.dtype()) {
-    case pb::DTYPE_FLOAT32: itemsize = 4; break;
-    case pb::DTYPE_FLOAT64: itemsize = 8; break;
-    case pb::DTYPE_INT32:
-    case pb::DTYPE_INT64:
-      return Status(StatusCode::INVALID_ARGUMENT, "states: expected FLOAT32 or FLOAT64 observations, got an integer dtype");
+    case pb::DTYPE_FLOAT32: case pb::DTYPE_INT32: *itemsize = 4; break;
+    case pb::DTYPE_FLOAT64: case pb::DTYPE_INT64: *itemsize = 8; break;
     default:
-      return Status(StatusCode::INVALID_ARGUMENT, "states: unsupported dtype " + std::to_string(t.dtype()) +
+      return Status(StatusCode::INVALID_ARGUMENT, name + ": unsupported dtype " + std::to_string(t.dtype()) +
                                                       "; expected one of FLOAT32, FLOAT64, INT32, INT64");
   }
   std::ostringstream shape;
-  int64_t count = 1;
+  *count = 1;
   for (int i = 0; i < t.shape_size(); ++i) {
     const int64_t d = t.shape(i);
     shape << (i ? ", " : "") << d;
-    if (d < 0) return Status(StatusCode::INVALID_ARGUMENT, "states: negative dimension in shape (" + shape.str() + ")");
-    if (d > kMaxElements || (count *= d) > kMaxElements) {
-      return Status(StatusCode::INVALID_ARGUMENT, "states: more than " + std::to_string(kMaxElements) + " elements");
+    if (d < 0) return Status(StatusCode::INVALID_ARGUMENT, name + ": negative dimension in shape (" + shape.str() + ")");
+    if (d > kMaxElements || (*count *= d) > kMaxElements) {
+      return Status(StatusCode::INVALID_ARGUMENT, name + ": more than " + std::to_string(kMaxElements) + " elements");
     }
   }
-  if (t.data().size() != size_t(count) * itemsize) {
-    return Status(StatusCode::INVALID_ARGUMENT, "states: shape (" + shape.str() + ") needs " +
-                                                    std::to_string(count * itemsize) + " bytes, got " +
+  *shape_text = shape.str();
+  if (t.data().size() != size_t(*count) * *itemsize) {
+    return Status(StatusCode::INVALID_ARGUMENT, name + ": shape (" + *shape_text + ") needs " +
+                                                    std::to_string(*count * int64_t(*itemsize)) + " bytes, got " +
                                                     std::to_string(t.data().size()));
   }
+  return Status::OK;
+}
+
+// Decodes a batch of observations (B, 4), FLOAT32 or FLOAT64, finite; fills `rows` (B * 4 doubles).
+Status DecodeStates(const pb::Tensor& t, const std::string& name, std::vector<double>* rows) {
+  size_t itemsize;
+  int64_t count;
+  std::string shape;
+  Status s = CheckTensor(t, name, &itemsize, &count, &shape);
+  if (!s.ok()) return s;
+  if (t.dtype() != pb::DTYPE_FLOAT32 && t.dtype() != pb::DTYPE_FLOAT64) {
+    return Status(StatusCode::INVALID_ARGUMENT, name + ": expected FLOAT32 or FLOAT64 observations, got an integer dtype");
+  }
   if (t.shape_size() != 2 || t.shape(1) != 4) {
-    return Status(StatusCode::INVALID_ARGUMENT, "states: expected shape (B, 4), got (" + shape.str() + ")");
+    return Status(StatusCode::INVALID_ARGUMENT, name + ": expected shape (B, 4), got (" + shape + ")");
   }
   if (t.shape(0) > kMaxBatch) {
-    return Status(StatusCode::INVALID_ARGUMENT, "states: batch exceeds the limit of " + std::to_string(kMaxBatch));
+    return Status(StatusCode::INVALID_ARGUMENT, name + ": batch exceeds the limit of " + std::to_string(kMaxBatch));
   }
   rows->resize(size_t(count));
   for (int64_t i = 0; i < count; ++i) {
@@ -106,9 +122,37 @@ Status DecodeStates(const pb::Tensor& t, std::vector<double>* rows) {
     } else {
       const uint64_t bits = ReadLE(t.data(), size_t(i) * 8, 8);
       std::memcpy(&v, &bits, 8);
+      // As the Python peer: a finite FLOAT64 beyond float32's range is refused like Inf.
+      if (std::isfinite(v) && std::fabs(v) > double(std::numeric_limits<float>::max())) v = INFINITY;
     }
-    if (!std::isfinite(v)) return Status(StatusCode::INVALID_ARGUMENT, "states: contains NaN or Inf");
+    if (!std::isfinite(v)) return Status(StatusCode::INVALID_ARGUMENT, name + ": contains NaN or Inf");
     (*rows)[size_t(i)] = v;
+  }
+  return Status::OK;
+}
+
+// Decodes a batch of Discrete(4) actions: INT32 or INT64, shape (batch,), each in 0..3.
+Status DecodeActions(const pb::Tensor& t, const std::string& name, size_t batch, std::vector<int>* actions) {
+  size_t itemsize;
+  int64_t count;
+  std::string shape;
+  Status s = CheckTensor(t, name, &itemsize, &count, &shape);
+  if (!s.ok()) return s;
+  if (t.dtype() != pb::DTYPE_INT32 && t.dtype() != pb::DTYPE_INT64) {
+    return Status(StatusCode::INVALID_ARGUMENT, name + ": a Discrete(4) action must be INT32 or INT64");
+  }
+  if (t.shape_size() != 1 || t.shape(0) != int64_t(batch)) {
+    return Status(StatusCode::INVALID_ARGUMENT,
+                  name + ": expected shape (" + std::to_string(batch) + ",), got (" + shape + ")");
+  }
+  actions->resize(batch);
+  for (size_t i = 0; i < batch; ++i) {
+    const uint64_t bits = ReadLE(t.data(), i * itemsize, itemsize);
+    const int64_t a = itemsize == 4 ? int64_t(int32_t(uint32_t(bits))) : int64_t(bits);
+    if (a < 0 || a > 3) {
+      return Status(StatusCode::INVALID_ARGUMENT, name + ": action out of range [0, 3]: " + std::to_string(a));
+    }
+    (*actions)[i] = int(a);
   }
   return Status::OK;
 }
@@ -122,6 +166,22 @@ pb::Tensor Float64Tensor(const std::vector<double>& values) {
     uint64_t bits;
     std::memcpy(&bits, &v, 8);
     AppendLE(&data, bits, 8);
+  }
+  t.set_data(data);
+  return t;
+}
+
+// Critic values go out as FLOAT32 (docs/protocol.md).
+pb::Tensor Float32Tensor(const std::vector<double>& values) {
+  pb::Tensor t;
+  t.set_dtype(pb::DTYPE_FLOAT32);
+  t.add_shape(int64_t(values.size()));
+  std::string data;
+  for (double v : values) {
+    const float f = float(v);
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    AppendLE(&data, bits, 4);
   }
   t.set_data(data);
   return t;
@@ -147,10 +207,10 @@ class AdviserService final : public pb::PeerService::Service {
     discrete->set_start(0);
     auto* caps = info->mutable_capabilities();
     caps->set_advises(true);
-    caps->set_evaluates(false);
+    caps->set_evaluates(true);  // with the exact critic of its scripted policy (room.h)
     caps->set_acts(false);
     caps->set_learns(false);
-    info->set_gamma(0.99);
+    info->set_gamma(kGamma);
     info->set_warmup_steps(0);
     info->set_last_step_id(0);
     info->set_episode_active(false);
@@ -159,7 +219,7 @@ class AdviserService final : public pb::PeerService::Service {
 
   Status Suggest(ServerContext*, const pb::SuggestRequest* request, pb::SuggestReply* reply) override {
     std::vector<double> rows;
-    Status s = DecodeStates(request->states(), &rows);
+    Status s = DecodeStates(request->states(), "states", &rows);
     if (!s.ok()) return s;
     const bool mirror = opts_.role == "adversary";
     const size_t batch = rows.size() / 4;
@@ -173,7 +233,28 @@ class AdviserService final : public pb::PeerService::Service {
     return Status::OK;
   }
 
-  Status Evaluate(ServerContext*, const pb::EvaluateRequest*, pb::EvaluateReply*) override { return Refuse("Evaluate"); }
+  // Unset q_states / q_actions / v_states mean empty batches, as in the Python peer.
+  Status Evaluate(ServerContext*, const pb::EvaluateRequest* request, pb::EvaluateReply* reply) override {
+    std::vector<double> q_rows, v_rows;
+    std::vector<int> actions;
+    Status s;
+    if (request->has_q_states() && !(s = DecodeStates(request->q_states(), "q_states", &q_rows)).ok()) return s;
+    const size_t q_batch = q_rows.size() / 4;
+    if (request->has_q_actions()) {
+      if (!(s = DecodeActions(request->q_actions(), "q_actions", q_batch, &actions)).ok()) return s;
+    } else if (q_batch > 0) {
+      return Status(StatusCode::INVALID_ARGUMENT,
+                    "q_actions: expected shape (" + std::to_string(q_batch) + ",), got an unset tensor");
+    }
+    if (request->has_v_states() && !(s = DecodeStates(request->v_states(), "v_states", &v_rows)).ok()) return s;
+    const bool mirror = opts_.role == "adversary";
+    std::vector<double> q(q_batch), v(v_rows.size() / 4);
+    for (size_t b = 0; b < q.size(); ++b) q[b] = room::QValue(&q_rows[4 * b], actions[b], size_, mirror, kGamma);
+    for (size_t m = 0; m < v.size(); ++m) v[m] = room::VValue(&v_rows[4 * m], size_, mirror, kGamma);
+    *reply->mutable_q_values() = Float32Tensor(q);
+    *reply->mutable_v_values() = Float32Tensor(v);
+    return Status::OK;
+  }
   Status Reset(ServerContext*, const pb::ResetRequest*, pb::ResetReply*) override { return Refuse("Reset"); }
   Status Step(ServerContext*, const pb::StepRequest*, pb::StepReply*) override { return Refuse("Step"); }
   Status RunEvaluation(ServerContext*, const pb::RunEvaluationRequest*, pb::RunEvaluationReply*) override {
@@ -185,7 +266,7 @@ class AdviserService final : public pb::PeerService::Service {
  private:
   Status Refuse(const std::string& call) const {
     return Status(StatusCode::UNIMPLEMENTED, call + ": peer " + opts_.peer_id + " is an adviser (" + opts_.role +
-                                                 "); it only answers GetInfo and Suggest");
+                                                 "); it only answers GetInfo, Suggest and Evaluate");
   }
 
   Options opts_;

@@ -19,4 +19,12 @@ std::string EnvId(int size);
 // On the target it pushes into the nearest wall (a move that stays put).
 int OptimalAction(const double obs[4], int size, bool mirror);
 
+// The exact critic of that scripted policy (same closed form as peer_service/envs/room_critic.py):
+// the discounted return of taking `action` and then walking straight to the target and staying there
+// (-0.001 per step off the target, +1 per step on it; off the border it steps off and back).
+double QValue(const double obs[4], int action, int size, bool mirror, double gamma);
+
+// V(s) = max_a Q(s, a): the scripted policy is optimal for its target.
+double VValue(const double obs[4], int size, bool mirror, double gamma);
+
 }  // namespace room

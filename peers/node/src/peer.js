@@ -12,6 +12,7 @@ const { PeerError, invalid, status } = require('./errors');
 const { DTYPE, checkDiscreteActions, checkStates, encode } = require('./tensor');
 const { Room, optimalAction, parseTask, roomId } = require('./room');
 const { TabularQ } = require('./qlearning');
+const critic = require('./critic');
 
 const PROTOCOL_VERSION = 'peerlearn.v1';
 const ROLES = ['learner', 'expert', 'adversary'];
@@ -19,6 +20,8 @@ const OBS_SHAPE = [4];
 const N_ACTIONS = 4;
 const DEFAULT_EVAL_EPISODES = 10;
 const TAG = /^[A-Za-z0-9_.-]+$/;
+// Discount of a scripted adviser's exact critic (the paper's DQN gamma on Room).
+const SCRIPTED_GAMMA = 0.99;
 
 const f32 = (values, shape) => encode(values, shape, DTYPE.FLOAT32);
 const i64 = (values, shape) => encode(values, shape, DTYPE.INT64);
@@ -62,8 +65,9 @@ class Peer {
       observation_space: { box: { shape: OBS_SHAPE, low: f64([0, 0, 0, 0], OBS_SHAPE),
         high: f64([1, 1, 1, 1], OBS_SHAPE), dtype: DTYPE.FLOAT32 } },
       action_space: { discrete: { n: N_ACTIONS, start: 0 } },
-      capabilities: { advises: true, evaluates: learns, acts: learns, learns },
-      gamma: learns ? this.agent.gamma : 0.99,
+      // A scripted adviser evaluates with its exact critic (critic.js) but neither acts nor learns.
+      capabilities: { advises: true, evaluates: true, acts: learns, learns },
+      gamma: learns ? this.agent.gamma : SCRIPTED_GAMMA,
       warmup_steps: learns ? this.agent.warmupSteps : 0,
       last_step_id: this.lastStepId,
       episode_active: this.observation !== null,
@@ -86,13 +90,20 @@ class Peer {
   }
 
   evaluate(req) {
-    const agent = this.requireLearner('Evaluate');
     const qStates = req.q_states ? checkStates(req.q_states, OBS_SHAPE, 'q_states') : [];
     const qActions = req.q_actions ? checkDiscreteActions(req.q_actions, N_ACTIONS, qStates.length, 'q_actions')
       : checkDiscreteActions(i64([], [0]), N_ACTIONS, qStates.length, 'q_actions');
     const vStates = req.v_states ? checkStates(req.v_states, OBS_SHAPE, 'v_states') : [];
-    const q = qStates.map((s, b) => agent.qValue(s, qActions[b]));
-    const v = vStates.map((s) => agent.value(s));
+    let q;
+    let v;
+    if (this.learns) {
+      q = qStates.map((s, b) => this.agent.qValue(s, qActions[b]));
+      v = vStates.map((s) => this.agent.value(s));
+    } else {
+      const mirror = this.role === 'adversary';
+      q = qStates.map((s, b) => critic.qValue(s, qActions[b], this.size, mirror, SCRIPTED_GAMMA));
+      v = vStates.map((s) => critic.vValue(s, this.size, mirror, SCRIPTED_GAMMA));
+    }
     return { q_values: f32(q, [q.length]), v_values: f32(v, [v.length]) };
   }
 
@@ -230,7 +241,7 @@ class Peer {
   requireLearner(call) {
     if (!this.learns) {
       throw new PeerError(status.UNIMPLEMENTED, `${call}: peer ${this.peerId} is an adviser (${this.role}); `
-        + 'it only answers GetInfo and Suggest');
+        + 'it only answers GetInfo, Suggest and Evaluate');
     }
     return this.agent;
   }

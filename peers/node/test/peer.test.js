@@ -86,14 +86,21 @@ test('Save and Load restore the learner exactly; Load needs a Reset before Step'
   assert.ok(trajectory.length === 100);
 });
 
-test('advisers answer only GetInfo and Suggest', () => {
+test('advisers answer only GetInfo, Suggest and Evaluate', () => {
   const peer = new Peer({ task: 'room-21', role: 'adversary' });
   const info = peer.getInfo();
-  assert.deepEqual(info.capabilities, { advises: true, evaluates: false, acts: false, learns: false });
+  assert.deepEqual(info.capabilities, { advises: true, evaluates: true, acts: false, learns: false });
   assert.equal(info.implementation, 'scripted-adversary');
   const actions = decode(peer.suggest({ states: f32([0.5, 0.5, 1, 0.3], [1, 4]), deterministic: false }).actions, 'a');
   assert.deepEqual(actions.values, [1]); // mirrored goal (0, 0): walk -x first
-  for (const call of ['reset', 'step', 'evaluate', 'runEvaluation', 'save', 'load']) {
+  // Its critic values the mirrored goal (0, 0) from (10, 10): 20 steps away, the best move is -x.
+  const ev = peer.evaluate({ q_states: f32([0.5, 0.5, 1, 0.3, 0.5, 0.5, 1, 0.3], [2, 4]),
+    q_actions: encode([0, 1], [2], DTYPE.INT64), v_states: f32([0.5, 0.5, 1, 0.3], [1, 4]) });
+  const q = decode(ev.q_values, 'q').values;
+  const v = decode(ev.v_values, 'v').values;
+  assert.ok(q[1] > q[0], `moving toward the mirrored goal is worth more: ${q}`);
+  assert.ok(Math.abs(v[0] - q[1]) < 1e-4, `V is the best Q: ${v[0]} vs ${q[1]}`);
+  for (const call of ['reset', 'step', 'runEvaluation', 'save', 'load']) {
     assert.equal(code(() => peer[call]({ step_id: 1, episodes: 1 })), status.UNIMPLEMENTED, call);
   }
 });

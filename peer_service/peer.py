@@ -23,8 +23,7 @@ import numpy as np
 
 import peerlearn
 from peer_service.attacks import Attack, parse_attack
-from peer_service.envs import make_env, resolve_env_id, unwrap_room
-from peer_service.envs import room_critic
+from peer_service.envs import make_env, resolve_env_id, room_critic, unwrap_room
 from peer_service.envs.room import optimal_action
 from peer_service.learner import SB3Learner
 from peer_service.presets import preset_for

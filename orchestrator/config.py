@@ -78,6 +78,9 @@ class RunConfig:
     # --- peer health (orchestrator/health.py)
     eject_after: int = 3
     """Consecutive failing group steps after which a peer is ejected (probed, then re-admitted)."""
+    redial_on_timeout: bool = True
+    """Re-dial a peer's connection when it misses a deadline: a lossy link's TCP retransmission backoff
+    otherwise makes several calls in a row late, and the peer is ejected although it is fine."""
     quorum: int = 1
     """Usable acting peers needed to go on."""
     below_quorum: str = "continue"

@@ -449,7 +449,7 @@ class Group:
             m.invalid_replies += 1
         m.errors.append(f"step {self.t}: {call}: {err}")
         del m.errors[:-20]
-        self.health.on_failure(m, invalid)
+        self.health.on_failure(m, invalid, timed_out=getattr(err, "code", "") == "DEADLINE_EXCEEDED")
 
     # ------------------------------------------------------------------ reporting
     @property

@@ -2,6 +2,11 @@
 
 - A failed or invalid reply makes the peer *suspect*; it sits out the rest of that group step, so a
   frozen peer costs at most one deadline per step.
+- A missed deadline also re-dials the peer: on a lossy link the old TCP connection can sit in
+  exponential retransmission backoff (200 ms, 400 ms, ... 3.2 s) for several calls in a row, long
+  enough to miss `eject_after` deadlines and be ejected although the peer is fine. A fresh connection
+  starts with a fresh retransmission timer. A frozen or partitioned peer misses the deadline on the
+  new connection too, so re-dialing does not delay its ejection.
 - `eject_after` consecutive failing steps *eject* it: no more calls in the loop. A background
   probe asks its grpc.health.v1 service with backoff (capped at `probe_max_backoff_s`).
 - When the probe sees it SERVING again it is *rejoining*; at the next step boundary the
@@ -41,6 +46,7 @@ class HealthMonitor:
         self.group = group
         cfg = group.config
         self.eject_after = cfg.eject_after
+        self.redial_on_timeout = cfg.redial_on_timeout
         self.quorum = cfg.quorum
         self.below_quorum = cfg.below_quorum
         self.pause_timeout_s = cfg.pause_timeout_s
@@ -48,6 +54,7 @@ class HealthMonitor:
         self.quarantine_steps = cfg.quarantine_steps
         self.ban_after = cfg.ban_after
         self._probes: dict[int, asyncio.Task] = {}
+        self.redials = 0  # connections re-dialed after a missed deadline (reported by the netns test)
         self.events: list[tuple[float, int, str, str]] = []  # (time, group step, peer, event)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -61,7 +68,7 @@ class HealthMonitor:
         if not m.failed_this_step:
             m.consecutive_failures, m.invalid_streak = 0, False
 
-    def on_failure(self, m: Member, invalid: bool = False) -> None:
+    def on_failure(self, m: Member, invalid: bool = False, timed_out: bool = False) -> None:
         if m.failed_this_step or m.state in (EJECTED, REJOINING, BANNED):
             return
         m.failed_this_step = True
@@ -69,9 +76,18 @@ class HealthMonitor:
         m.invalid_streak = m.invalid_streak or invalid
         if m.consecutive_failures >= self.eject_after:
             self.eject(m)
-        elif m.state == HEALTHY:
+            return
+        if m.state == HEALTHY:
             m.state = SUSPECT
             self._event(m, "suspect")
+        if timed_out and self.redial_on_timeout:
+            self._redial(m)
+
+    def _redial(self, m: Member) -> None:
+        """A fresh connection for a peer that missed a deadline (see the module docstring)."""
+        # A synchronous swap: the next call already uses the new connection; the client closes the old.
+        if m.client.redial() is not None:
+            self.redials += 1
 
     def eject(self, m: Member) -> None:
         """Take the peer out of the loop. A peer ejected for invalid replies answers its health check

@@ -78,6 +78,11 @@ class PeerClient(abc.ABC):
         """Start a fresh connection (a no-op in process)."""
         return None
 
+    def redial(self) -> asyncio.Task | None:
+        """Like reconnect, but the new connection is in place when this returns (calls made after it
+        use it); closing the old one continues in the returned task. None in process."""
+        return None
+
     async def close(self) -> None:
         return None
 
@@ -141,6 +146,7 @@ class GrpcPeerClient(PeerClient):
         self.deadlines = deadlines or Deadlines()
         self.security = security or ClientSecurity()
         self.options = options or channel_options()
+        self._closing: dict[asyncio.Task, grpc.aio.Channel] = {}  # old channels closing after a re-dial
         self._open_channel()
 
     def _open_channel(self) -> None:
@@ -149,11 +155,20 @@ class GrpcPeerClient(PeerClient):
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
     async def reconnect(self) -> None:
-        """Drop the connection and dial again. After a partition the old TCP connection can sit in
-        exponential retransmission backoff for seconds; a fresh channel retries every <= 1 s."""
+        """Drop the connection and dial again. After a partition or under loss the old TCP connection
+        can sit in exponential retransmission backoff for seconds; a fresh channel retries every
+        <= 1 s. Calls still in flight on the old channel get until their deadline, then are cancelled."""
+        self.redial()
+
+    def redial(self) -> asyncio.Task:
         old = self.channel
         self._open_channel()
-        await old.close(grace=None)
+        self.channel.get_state(try_to_connect=True)  # dial now, not on the next call
+        # Calls still on the old connection may finish within their own deadlines; then it is closed.
+        closing = asyncio.create_task(old.close(grace=max(self.deadlines.read_s, self.deadlines.step_s)))
+        self._closing[closing] = old
+        closing.add_done_callback(lambda done: self._closing.pop(done, None))
+        return closing
 
     async def check_health(self, timeout_s: float = 1.0) -> bool:
         try:
@@ -166,6 +181,13 @@ class GrpcPeerClient(PeerClient):
         self.calls += 1
         try:
             return await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
+        except asyncio.CancelledError:
+            # grpc.aio raises CancelledError, not AioRpcError, for a call cancelled because its channel
+            # was closed (a re-dial). That is this peer's failure; a cancellation of our own task is not.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise PeerCallError(self.address, name, "CANCELLED", "connection replaced by a re-dial") from None
         except grpc.aio.AioRpcError as err:
             # auth and TLS handshake failures are reported as such, never as an outage
             code, message = classify_error(err.code().name, err.details() or "")
@@ -235,4 +257,7 @@ class GrpcPeerClient(PeerClient):
         return reply.tag, reply.last_step_id
 
     async def close(self) -> None:
+        for closing, old in list(self._closing.items()):
+            closing.cancel()
+            await old.close()  # no grace at shutdown
         await self.channel.close()

@@ -80,7 +80,9 @@ def topology() -> Iterator[dict[str, str]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_path: Path) -> None:
+def run_driver(topology: dict[str, str], tmp_path: Path, *args: str, timeout_s: float = 380) -> dict:
+    """Start the peers in their namespaces, run netns_driver.py in the orchestrator's, kill the peers
+    by PID; returns the driver's figures."""
     procs: list[subprocess.Popen] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
@@ -94,7 +96,8 @@ def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_
         peers = ",".join(f"pl-peer{i}={topology[f'pl-peer{i}']}:50051" for i in range(PEERS))
         driver = subprocess.run(
             ["ip", "netns", "exec", "pl-orch", sys.executable, str(ROOT / "tests" / "netns_driver.py"),
-             "--peers", peers, "--loss-s", str(LOSS_S)], capture_output=True, text=True, timeout=380, env=env)
+             "--peers", peers, "--loss-s", str(LOSS_S), *args], capture_output=True, text=True,
+            timeout=timeout_s, env=env)
         assert driver.returncode == 0, driver.stdout[-2000:] + driver.stderr[-4000:]
         figures = json.loads(driver.stdout.strip().splitlines()[-1])
     finally:
@@ -105,6 +108,11 @@ def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_
     print()
     for key, value in figures.items():
         print(f"  {key}: {value}")
+    return figures
+
+
+def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_path: Path) -> None:
+    figures = run_driver(topology, tmp_path)
     # 30% loss: the issue asks for no spurious ejection; measured, that does not always hold (a TCP
     # connection in retransmission backoff can miss three 5 s deadlines in a row; 1 of 3 runs ejected
     # once, see docs/robustness.md). What must hold: the lossy peer is back and healthy afterwards.
@@ -120,4 +128,29 @@ def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_
     for label in ("partition one", "partition majority", "asymmetric"):
         assert all(t <= 2.0 for t in figures[f"{label}: rejoined after heal (s)"]), (label, figures)
     assert figures["final states"] == ["healthy"] * PEERS
-    assert figures["longest group step (s)"] <= 10.0 + 0.5  # the largest Step deadline used, plus a margin
+    longest = figures["longest group step (s)"]
+    assert longest["loss"] <= 5.0 + 5.0 + 10.0 + 0.5  # read + read + step deadlines, plus a margin
+    assert longest["partitions"] <= 3.0 + 3.0 + 6.0 + 0.5
+
+
+AB_ROUNDS = int(os.environ.get("PEERLEARN_NETNS_AB", "0"))
+
+
+@pytest.mark.skipif(AB_ROUNDS == 0, reason="longer variant: PEERLEARN_NETNS_AB=ROUNDS (each round 2 x LOSS_S)")
+@pytest.mark.timeout(0)
+def test_redial_on_timeout_ab_under_loss(topology: dict[str, str], tmp_path: Path) -> None:
+    """A/B of re-dialing a peer that missed a deadline, under 30% loss with tight deadlines (1.5 s /
+    3 s) that make misses frequent: spurious ejections with re-dial off and on, same rounds."""
+    ejections = {"off": 0, "on": 0}
+    misses = {"off": 0, "on": 0}
+    for _ in range(AB_ROUNDS):
+        for arm in ("off", "on"):
+            figures = run_driver(topology, tmp_path, "--loss-only", "--loss-read-s", "1.5",
+                                 *(["--no-redial"] if arm == "off" else []), timeout_s=LOSS_S * 3 + 120)
+            events = figures["loss: events of the lossy peer"]
+            ejections[arm] += events.count("ejected")
+            misses[arm] += events.count("suspect")
+    print(f"\n  A/B over {AB_ROUNDS} x {LOSS_S:.0f} s of 30% loss, deadlines 1.5 s / 3 s: "
+          f"ejections off {ejections['off']} / on {ejections['on']}; "
+          f"suspect events off {misses['off']} / on {misses['on']}")
+    assert ejections["on"] <= ejections["off"]

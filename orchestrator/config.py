@@ -68,6 +68,10 @@ class RunConfig:
     """Deadline of read-only calls (GetInfo, Suggest, Evaluate); a late reply = the peer abstains."""
     step_timeout_s: float = 10.0
     """Deadline of Reset and Step (a Step may run 8 gradient steps)."""
+    hedge_after_s: float = 1.0
+    """A Suggest, Evaluate, GetInfo or Step still unanswered after this long is sent again on a second,
+    already open connection; the first reply wins (0 = off). Beats TCP's retransmission stalls on
+    lossy links; a retried Step is replayed by the peer, never applied twice (docs/robustness.md)."""
     keepalive_s: float = 10.0
     """HTTP/2 keepalive ping interval: notices a dead link without traffic (docs/robustness.md)."""
     keepalive_timeout_s: float = 8.0

@@ -88,7 +88,7 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
     resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)
-    deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s)
+    deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s, hedge_s=config.hedge_after_s)
     loop = asyncio.get_running_loop()
     started = loop.time()
     status = StatusServicer(run_dir.name, config.steps)

@@ -39,6 +39,9 @@ class Deadlines:
     read_s: float = 5.0  # GetInfo, Suggest, Evaluate
     step_s: float = 10.0  # Reset, Step (a Step may train 8 gradient steps)
     evaluation_s: float = 300.0  # RunEvaluation, Save, Load
+    # A GetInfo, Suggest, Evaluate or Step without a reply after this long is sent again on a second,
+    # already open connection and the first reply wins (0 = never). See GrpcPeerClient._hedged.
+    hedge_s: float = 1.0
 
 
 class PeerClient(abc.ABC):
@@ -134,6 +137,11 @@ class InprocPeerClient(PeerClient):
         return self._call("Load", self.peer.load, tag)
 
 
+# Calls safe to send twice: read-only ones, and Step (a repeated step id is replayed, not re-applied).
+# Reset, RunEvaluation, Save and Load are never hedged.
+HEDGED_CALLS = frozenset({"GetInfo", "Suggest", "Evaluate", "Step"})
+
+
 class GrpcPeerClient(PeerClient):
     def __init__(self, address: str, deadlines: Deadlines | None = None, security: ClientSecurity | None = None,
                  expected_peer_id: str | None = None, options: list[tuple[str, int]] | None = None) -> None:
@@ -147,12 +155,24 @@ class GrpcPeerClient(PeerClient):
         self.security = security or ClientSecurity()
         self.options = options or channel_options()
         self._closing: dict[asyncio.Task, grpc.aio.Channel] = {}  # old channels closing after a re-dial
+        self.spare: grpc.aio.Channel | None = None
+        self.hedges = 0  # calls sent a second time on the spare connection
+        self.hedges_won = 0  # ... where the spare's reply came first
         self._open_channel()
 
     def _open_channel(self) -> None:
         self.channel = self.security.channel(self.address, self.options, self.expected_peer_id)
         self.stub = peer_pb2_grpc.PeerServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        if self.deadlines.hedge_s > 0 and getattr(self, "spare", None) is None:
+            self._open_spare()
+
+    def _open_spare(self) -> None:
+        """The hedging connection, dialled now so that it is established (and its retransmission
+        timer fresh) by the time a call needs it. Its own TCP connection (grpc_options.py)."""
+        self.spare = self.security.channel(self.address, self.options, self.expected_peer_id)
+        self.spare_stub = peer_pb2_grpc.PeerServiceStub(self.spare)
+        self.spare.get_state(try_to_connect=True)
 
     async def reconnect(self) -> None:
         """Drop the connection and dial again. After a partition or under loss the old TCP connection
@@ -162,8 +182,14 @@ class GrpcPeerClient(PeerClient):
 
     def redial(self) -> asyncio.Task:
         old = self.channel
-        self._open_channel()
-        self.channel.get_state(try_to_connect=True)  # dial now, not on the next call
+        if self.spare is not None:
+            # The spare is established already: promote it, and dial a fresh spare.
+            self.channel, self.stub = self.spare, self.spare_stub
+            self.health = health_pb2_grpc.HealthStub(self.channel)
+            self._open_spare()
+        else:
+            self._open_channel()
+            self.channel.get_state(try_to_connect=True)  # dial now, not on the next call
         # Calls still on the old connection may finish within their own deadlines; then it is closed.
         closing = asyncio.create_task(old.close(grace=max(self.deadlines.read_s, self.deadlines.step_s)))
         self._closing[closing] = old
@@ -177,9 +203,51 @@ class GrpcPeerClient(PeerClient):
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
+    async def _hedged(self, name: str, request, timeout: float):  # type: ignore[no-untyped-def]
+        """Hedged call (Dean and Barroso, "The Tail at Scale"): after `hedge_s` without a reply the same
+        request goes out on the spare connection and the first good reply wins. On a lossy link one
+        lost segment stalls a whole TCP connection for its retransmission backoff (0.2, 0.4, 0.8 ...
+        s), long enough to miss deadlines several calls in a row; the spare is not stalled. Safe for
+        read-only calls and for Step: the peer replays a repeated step id with the same action instead
+        of applying it twice. The connection that answered becomes the primary."""
+        primary = asyncio.ensure_future(getattr(self.stub, name)(request, timeout=timeout))
+        done, _ = await asyncio.wait({primary}, timeout=self.deadlines.hedge_s)
+        if done:
+            return primary.result()
+        self.hedges += 1
+        spare_stub = self.spare_stub
+        hedge = asyncio.ensure_future(getattr(spare_stub, name)(
+            request, timeout=max(timeout - self.deadlines.hedge_s, 0.001)))
+        pending, errors = {primary, hedge}, []
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.cancelled():
+                        errors.append(asyncio.CancelledError())
+                    elif task.exception() is not None:
+                        errors.append(task.exception())
+                    else:
+                        if task is hedge and self.spare_stub is spare_stub:
+                            self.hedges_won += 1
+                            self._swap_primary_and_spare()
+                        return task.result()
+            raise next((e for e in errors if isinstance(e, grpc.aio.AioRpcError)), errors[0])
+        finally:
+            for task in pending:
+                task.cancel()
+
+    def _swap_primary_and_spare(self) -> None:
+        self.channel, self.spare = self.spare, self.channel
+        self.stub, self.spare_stub = self.spare_stub, self.stub
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
     async def _call(self, name: str, request, timeout: float, wait_for_ready: bool = False):  # type: ignore[no-untyped-def]
         self.calls += 1
         try:
+            if self.deadlines.hedge_s > 0 and not wait_for_ready and name in HEDGED_CALLS \
+                    and timeout > self.deadlines.hedge_s:
+                return await self._hedged(name, request, timeout)
             return await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError, not AioRpcError, for a call cancelled because its channel
@@ -260,4 +328,6 @@ class GrpcPeerClient(PeerClient):
         for closing, old in list(self._closing.items()):
             closing.cancel()
             await old.close()  # no grace at shutdown
+        if self.spare is not None:
+            await self.spare.close()
         await self.channel.close()

@@ -51,6 +51,8 @@ class SB3Learner:
         self.model._total_timesteps = self.total_steps
         self.is_discrete = isinstance(self.model.action_space, gym.spaces.Discrete)
         self._noise_due = True  # gSDE: fresh exploration matrix at the start of every train_freq window
+        self.training_due = False  # a closed train_freq window whose gradient steps have not run yet
+        self.last_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ acting
     @property
@@ -133,10 +135,13 @@ class SB3Learner:
 
     # ------------------------------------------------------------------ learning
     def store(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
-              terminated: bool, truncated: bool) -> tuple[int, dict[str, float]]:
+              terminated: bool, truncated: bool, defer_training: bool = False) -> tuple[int, dict[str, float]]:
         """Store one executed transition and train when a `train_freq` window closes.
 
-        Returns the number of gradient steps run and the latest losses.
+        Returns the number of gradient steps run and the latest losses. With `defer_training` the
+        gradient steps are left for `train_pending()`, which the caller must run before the learner
+        is used again (the peer does, so the order of updates and acting is unchanged); the returned
+        count is then the number that will run, and the losses are the previous update's.
         """
         model = self.model
         model.num_timesteps += 1
@@ -150,16 +155,25 @@ class SB3Learner:
         model._on_step()
         if model.num_timesteps % model.train_freq.frequency != 0:
             return 0, {}
-        steps, losses = 0, {}
-        if model.num_timesteps > model.learning_starts and model.gradient_steps > 0:
-            model.train(batch_size=model.batch_size, gradient_steps=model.gradient_steps)
-            steps = model.gradient_steps
-            losses = {"losses/" + k.split("/", 1)[1]: float(v) for k, v in model.logger.name_to_value.items()
-                      if k.startswith("train/") and k != "train/n_updates"}
-        if steps:
-            self.model.policy.set_training_mode(False)  # train() left it in training mode
         self._noise_due = True
-        return steps, losses
+        if not (model.num_timesteps > model.learning_starts and model.gradient_steps > 0):
+            return 0, {}
+        self.training_due = True
+        if defer_training:
+            return model.gradient_steps, self.last_losses
+        return self.train_pending(), self.last_losses
+
+    def train_pending(self) -> int:
+        """Run the gradient steps of the last closed `train_freq` window, if not run yet."""
+        if not self.training_due:
+            return 0
+        self.training_due = False
+        model = self.model
+        model.train(batch_size=model.batch_size, gradient_steps=model.gradient_steps)
+        model.policy.set_training_mode(False)  # train() left it in training mode
+        self.last_losses = {"losses/" + k.split("/", 1)[1]: float(v) for k, v in model.logger.name_to_value.items()
+                            if k.startswith("train/") and k != "train/n_updates"}
+        return model.gradient_steps
 
     def _begin_window(self) -> None:
         """What `collect_rollouts` does first: with gSDE, draw a new noise matrix (once per window)."""
@@ -170,6 +184,7 @@ class SB3Learner:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, directory: Path) -> None:
+        self.train_pending()
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save(directory / "model.zip")
         self.model.save_replay_buffer(directory / "replay_buffer.pkl")
@@ -188,3 +203,4 @@ class SB3Learner:
         random.setstate(rng["random"])
         self.model.action_space.np_random.bit_generator.state = rng["action_space"]
         self._noise_due = True
+        self.training_due = False

@@ -38,6 +38,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--learner", default=_env("LEARNER", "{}"),
                    help='JSON overrides of the learner preset, e.g. \'{"learning_starts": 500}\' (PEERLEARN_LEARNER)')
     p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
+    p.add_argument("--overlap-training", action=argparse.BooleanOptionalAction,
+                   default=(_env("OVERLAP_TRAINING", "1") or "1").lower() not in ("0", "false", "no"),
+                   help="reply to Step before its gradient steps and run them while the group prepares the "
+                        "next round; same update order, faster groups (PEERLEARN_OVERLAP_TRAINING, default on)")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started this peer dies (no orphans after kill -9)")
     p.add_argument("--attack", default=_env("ATTACK", ""),
@@ -81,7 +85,8 @@ def main(args: argparse.Namespace) -> int:
 
     config = PeerConfig(peer_id=args.peer_id, task=args.task, seed=args.seed, total_steps=args.total_steps,
                         role=args.role, checkpoint_dir=args.checkpoint_dir,
-                        learner_overrides=json.loads(args.learner or "{}"), attack=args.attack or "")
+                        learner_overrides=json.loads(args.learner or "{}"), attack=args.attack or "",
+                        overlap_training=args.overlap_training)
     from peerlearn.security import ServerSecurity, read_tokens
 
     security = ServerSecurity(

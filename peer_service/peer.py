@@ -53,6 +53,10 @@ class PeerConfig:
     learner_overrides: dict[str, Any] = field(default_factory=dict)
     # A lie told to the group (peer_service/attacks.py), e.g. "mirror", "turncoat:500"; "" = honest.
     attack: str = ""
+    # Reply to Step before its gradient steps run, and run them while the orchestrator prepares the
+    # next round (server.py). Every other call runs pending training first, so the order of updates,
+    # advice and acting is exactly the synchronous one; only the Step reply's losses lag one update.
+    overlap_training: bool = True
 
 
 class Peer:
@@ -82,6 +86,7 @@ class Peer:
         self._last_reply: StepResult | None = None
         self._last_request_action: np.ndarray | None = None
         self._eval_seeded = False
+        self._training_error: str | None = None
         spec = parse_attack(config.attack)
         self.attack = None if spec is None else Attack(spec, config.peer_id, self.action_space,
                                                        self.room_size or _room_size(self.env), config.seed)
@@ -105,6 +110,7 @@ class Peer:
 
     # ------------------------------------------------------------------ advice and critic
     def suggest(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
+        self.settle()
         states = check_states(states, self.observation_space, "states")
         actions = self._honest_suggest(states, deterministic)
         if self.attack is None:
@@ -125,6 +131,7 @@ class Peer:
 
     def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
                  v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.settle()
         q_states = check_states(q_states, self.observation_space, "q_states")
         q_actions = check_actions(q_actions, self.action_space, len(q_states), "q_actions")
         v_states = check_states(v_states, self.observation_space, "v_states")
@@ -149,6 +156,7 @@ class Peer:
 
     def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
         learner = self._require_learner("Step")
+        self.settle()
         if self.observation is None:
             raise PeerError(grpc.StatusCode.FAILED_PRECONDITION, "Step before Reset: call Reset first")
         if action is not None:
@@ -168,7 +176,8 @@ class Peer:
         executed = learner.behaviour_action(obs) if action is None else learner.to_env_action(action)
         env_action = int(executed) if learner.is_discrete else executed
         next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
-        grad_steps, losses = learner.store(obs, executed, float(reward), next_obs, terminated, truncated)
+        grad_steps, losses = learner.store(obs, executed, float(reward), next_obs, terminated, truncated,
+                                           defer_training=self.config.overlap_training)
         if self.attack is not None:
             self.attack.observe_step(obs, action, executed, next_obs, step_id)
         self.last_step_id = step_id
@@ -189,6 +198,7 @@ class Peer:
 
     def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
         learner = self._require_learner("RunEvaluation")
+        self.settle()
         room = unwrap_room(self.eval_env)
         exact = episodes == 0 and room is not None
         if exact:
@@ -213,6 +223,7 @@ class Peer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, step_id: int, tag: str) -> tuple[str, str]:
         learner = self._require_learner("Save")
+        self.settle()
         if step_id != self.last_step_id:
             raise PeerError(grpc.StatusCode.FAILED_PRECONDITION,
                             f"Save at step id {step_id}, but the peer is at step {self.last_step_id}")
@@ -229,6 +240,7 @@ class Peer:
 
     def load(self, tag: str) -> tuple[str, int]:
         learner = self._require_learner("Load")
+        self.settle()
         root = self._checkpoint_root()
         if not tag:
             latest = root / "latest"
@@ -246,6 +258,29 @@ class Peer:
         self.last_step_id = int(state["last_step_id"])
         self.observation, self._last_reply = None, None  # a restored peer starts with Reset
         return tag, self.last_step_id
+
+    # ------------------------------------------------------------------ deferred training
+    def settle(self) -> None:
+        """Run the gradient steps a Step left pending (overlap_training). The server calls this right
+        after sending the Step reply; every other call runs it first, so it always happens before the
+        learner is used again. A failure is reported by the next call, as the Step's would have been."""
+        if self._training_error is not None:
+            message, self._training_error = self._training_error, None
+            raise PeerError(grpc.StatusCode.INTERNAL, message)
+        if self.learner is None or not self.learner.training_due:
+            return
+        try:
+            self.learner.train_pending()
+        except Exception as err:  # noqa: BLE001 - reported to the caller, never lost
+            raise PeerError(grpc.StatusCode.INTERNAL,
+                            f"training after step {self.last_step_id} failed: {type(err).__name__}: {err}") from err
+
+    def settle_quietly(self) -> None:
+        """`settle` for the server's background call: a failure is kept for the next caller."""
+        try:
+            self.settle()
+        except PeerError as err:
+            self._training_error = err.message
 
     # ------------------------------------------------------------------ helpers
     def _require_learner(self, call: str) -> SB3Learner:

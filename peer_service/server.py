@@ -86,7 +86,16 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
         def work() -> pb.StepReply:
             action = from_tensor(request.action, "action") if request.HasField("action") else None
             return step_to_proto(self.peer.step(request.step_id, action))
-        return await self._run(context, work, read_only=False)
+        try:
+            return await self._run(context, work, read_only=False)
+        finally:
+            # The Step's gradient steps (overlap_training) run now, on the worker, while the reply
+            # travels and the orchestrator prepares the next round; any call queued behind them
+            # waits for them, so updates keep their order (peer.py, settle).
+            try:
+                self.executor.submit(self.peer.settle_quietly)
+            except RuntimeError:  # shutting down: nothing more will use the learner
+                pass
 
     async def RunEvaluation(self, request: pb.RunEvaluationRequest,
                             context: grpc.aio.ServicerContext) -> pb.RunEvaluationReply:
@@ -147,6 +156,8 @@ async def serve(peer: Peer, host: str = "127.0.0.1", port: int = 0, port_file: s
              "mutual TLS" if security.require_client_cert else "TLS" if security.tls else "plaintext",
              ", bearer token" if security.tokens else "",
              f", attack {peer.attack.spec}" if getattr(peer, "attack", None) else "")
+    log.info("peer %s: gradient steps %s", peer.config.peer_id,
+             "overlap the next round (overlap_training)" if peer.config.overlap_training else "run inside Step")
     if port_file:
         tmp = Path(port_file + ".tmp")
         tmp.write_text(str(bound))

@@ -32,4 +32,9 @@ def channel_options(keepalive_s: float = 10.0, keepalive_timeout_s: float = 8.0,
         ("grpc.min_reconnect_backoff_ms", 100),
         ("grpc.max_reconnect_backoff_ms", int(max_reconnect_backoff_s * 1000)),
         ("grpc.enable_retries", 0),
+        # Each channel gets its own TCP connection. With gRPC's default global subchannel pool, a new
+        # channel to the same address with the same options silently reuses the old channel's
+        # connection, so a "re-dial" or a second connection for hedged calls would ride the same
+        # (possibly stalled) TCP stream (measured: 1 connection for 2 channels without this, 2 with).
+        ("grpc.use_local_subchannel_pool", 1),
     ]

@@ -36,7 +36,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
     config = RunConfig(peers=len(peers), steps=10**9, eject_after=3, quorum=2, below_quorum="pause",
                        pause_timeout_s=60, probe_max_backoff_s=0.5, redial_on_timeout=not args.no_redial)
     insecure = ClientSecurity(allow_insecure=True)  # a test network the test itself made
-    clients = [GrpcPeerClient(addr, Deadlines(read_s=3.0, step_s=6.0), insecure) for _, addr in peers]
+    clients = [GrpcPeerClient(addr, Deadlines(read_s=3.0, step_s=6.0, hedge_s=args.hedge_s), insecure)
+               for _, addr in peers]
     for c in clients:  # start-up only: wait (wait_for_ready) until the peers are up and reachable
         started = time.monotonic()
         while True:
@@ -72,8 +73,10 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         #    connection in backoff stays slow for the next calls too (2-3 s deadlines did eject).
         phase = "loss"
         for c in clients:
-            c.deadlines = Deadlines(read_s=args.loss_read_s, step_s=2 * args.loss_read_s)
+            c.deadlines = Deadlines(read_s=args.loss_read_s, step_s=2 * args.loss_read_s, hedge_s=args.hedge_s)
         start, before, redials_before = time.time(), len(durations), group.health.redials
+        lossy_client = clients[0]
+        hedges_before, won_before = lossy_client.hedges, lossy_client.hedges_won
         nft(ns_of[names[0]], "add rule inet chaos input numgen random mod 100 < 30 drop",
             "add rule inet chaos output numgen random mod 100 < 30 drop")
         await asyncio.sleep(args.loss_s)
@@ -86,13 +89,16 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         figures["loss: median / max step (s)"] = [round(float(np.median(lossy)), 4), round(max(lossy), 3)]
         figures["loss: events of the lossy peer"] = [w for _, w in events_of(group, names[0], start)]
         figures["loss: connections re-dialed after a missed deadline"] = group.health.redials - redials_before
+        figures["loss: hedge after (s)"] = args.hedge_s
+        figures["loss: calls hedged / won by the spare connection"] = [lossy_client.hedges - hedges_before,
+                                                                        lossy_client.hedges_won - won_before]
         await asyncio.sleep(2.0)
         if args.loss_only:
             return figures
 
         phase = "partitions"
         for c in clients:  # partitions: short deadlines so that ejection comes within the partition
-            c.deadlines = Deadlines(read_s=3.0, step_s=6.0)
+            c.deadlines = Deadlines(read_s=3.0, step_s=6.0, hedge_s=args.hedge_s)
 
         async def partition(victims: list[str], outgoing_only: bool, label: str) -> None:
             for v in victims:
@@ -142,5 +148,6 @@ if __name__ == "__main__":
     parser.add_argument("--loss-read-s", type=float, default=5.0,
                         help="read deadline during the loss phase (Step gets twice that); 5 = the default")
     parser.add_argument("--no-redial", action="store_true", help="turn re-dial on a missed deadline off (A/B)")
+    parser.add_argument("--hedge-s", type=float, default=1.0, help="hedge calls after this long; 0 = off (A/B)")
     parser.add_argument("--loss-only", action="store_true", help="stop after the loss phase")
     print(json.dumps(asyncio.run(main(parser.parse_args()))), flush=True)

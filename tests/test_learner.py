@@ -25,18 +25,22 @@ def weights_hash(model) -> str:  # type: ignore[no-untyped-def]
     return h.hexdigest()
 
 
-def drive(learner: SB3Learner, total: int) -> None:
+def drive(learner: SB3Learner, total: int, defer_training: bool = False) -> None:
     """The peer's loop, on the model's own VecEnv so both runs see the same env stream (learn() runs
-    whole train_freq windows, so `total` is a multiple of train_freq)."""
+    whole train_freq windows, so `total` is a multiple of train_freq). With `defer_training` the
+    gradient steps run as the peer runs them with overlap_training: after the step, before any other use."""
     env = learner.model.env
     obs = env.reset()
     for _ in range(total):
+        learner.train_pending()  # the peer's settle() before acting
         action = learner.behaviour_action(obs[0])
         new_obs, rewards, dones, infos = env.step(np.array([action]))
         next_obs = infos[0]["terminal_observation"] if dones[0] else new_obs[0]
         truncated = bool(infos[0].get("TimeLimit.truncated", False))
-        learner.store(obs[0], action, float(rewards[0]), next_obs, bool(dones[0]) and not truncated, truncated)
+        learner.store(obs[0], action, float(rewards[0]), next_obs, bool(dones[0]) and not truncated, truncated,
+                      defer_training=defer_training)
         obs = new_obs
+    learner.train_pending()
 
 
 CASES = {
@@ -51,13 +55,14 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_driver_matches_learn_bit_for_bit(case: str, seed: int) -> None:
+@pytest.mark.parametrize("defer_training", [False, True], ids=["in-step", "deferred"])
+def test_driver_matches_learn_bit_for_bit(case: str, seed: int, defer_training: bool) -> None:
     th.set_num_threads(1)
     env_id, preset, total = CASES[case]
     reference = SB3Learner(gym.make(env_id), preset, total, seed)
     reference.model.learn(total)
     driven = SB3Learner(gym.make(env_id), preset, total, seed)
-    drive(driven, total)
+    drive(driven, total, defer_training)
     assert driven.model.num_timesteps == reference.model.num_timesteps == total
     assert driven.model._n_updates == reference.model._n_updates > 0
     assert weights_hash(driven.model) == weights_hash(reference.model)

@@ -136,21 +136,26 @@ def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_
 AB_ROUNDS = int(os.environ.get("PEERLEARN_NETNS_AB", "0"))
 
 
-@pytest.mark.skipif(AB_ROUNDS == 0, reason="longer variant: PEERLEARN_NETNS_AB=ROUNDS (each round 2 x LOSS_S)")
+@pytest.mark.skipif(AB_ROUNDS == 0, reason="longer variant: PEERLEARN_NETNS_AB=ROUNDS (each round 3 x LOSS_S)")
 @pytest.mark.timeout(0)
-def test_redial_on_timeout_ab_under_loss(topology: dict[str, str], tmp_path: Path) -> None:
-    """A/B of re-dialing a peer that missed a deadline, under 30% loss with tight deadlines (1.5 s /
-    3 s) that make misses frequent: spurious ejections with re-dial off and on, same rounds."""
-    ejections = {"off": 0, "on": 0}
-    misses = {"off": 0, "on": 0}
+def test_hedging_and_redial_ab_under_loss(topology: dict[str, str], tmp_path: Path) -> None:
+    """A/B/C under 30% loss with tight deadlines (1.5 s / 3 s) that make misses frequent: spurious
+    ejections and missed steps with neither hedging nor re-dial, with re-dial only, and with both
+    (the default), same rounds, arms interleaved."""
+    arms = {"neither": ["--no-redial", "--hedge-s", "0"], "re-dial": ["--hedge-s", "0"], "hedge+re-dial": []}
+    ejections = dict.fromkeys(arms, 0)
+    misses = dict.fromkeys(arms, 0)
+    steps = dict.fromkeys(arms, 0)
     for _ in range(AB_ROUNDS):
-        for arm in ("off", "on"):
-            figures = run_driver(topology, tmp_path, "--loss-only", "--loss-read-s", "1.5",
-                                 *(["--no-redial"] if arm == "off" else []), timeout_s=LOSS_S * 3 + 120)
+        for arm, flags in arms.items():
+            figures = run_driver(topology, tmp_path, "--loss-only", "--loss-read-s", "1.5", *flags,
+                                 timeout_s=LOSS_S * 3 + 120)
             events = figures["loss: events of the lossy peer"]
             ejections[arm] += events.count("ejected")
             misses[arm] += events.count("suspect")
-    print(f"\n  A/B over {AB_ROUNDS} x {LOSS_S:.0f} s of 30% loss, deadlines 1.5 s / 3 s: "
-          f"ejections off {ejections['off']} / on {ejections['on']}; "
-          f"suspect events off {misses['off']} / on {misses['on']}")
-    assert ejections["on"] <= ejections["off"]
+            steps[arm] += figures["loss: group steps"]
+    print(f"\n  A/B/C over {AB_ROUNDS} x {LOSS_S:.0f} s of 30% loss, deadlines 1.5 s / 3 s:")
+    for arm in arms:
+        print(f"    {arm:>14}: ejections {ejections[arm]}, failing steps (suspect) {misses[arm]}, "
+              f"group steps {steps[arm]}")
+    assert ejections["hedge+re-dial"] <= ejections["neither"]

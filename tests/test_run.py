@@ -46,6 +46,26 @@ def test_cli_run_over_grpc_writes_results_and_leaves_no_process(tmp_path: Path) 
     assert proc.returncode == 0 and (tmp_path / "tiny-2").exists()
 
 
+def test_overlapped_training_keeps_the_group_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peers reply to Step before their gradient steps (overlap_training, the default) and run them
+    while the orchestrator prepares the next round; every later call waits for them, so a seeded gRPC
+    group is identical, row for row, to one whose peers train inside Step."""
+    runs = {}
+    for overlap in ("1", "0"):
+        monkeypatch.setenv("PEERLEARN_OVERLAP_TRAINING", overlap)  # the launcher passes it to the peers
+        config = RunConfig(peers=3, steps=400, eval_every=200, log_every=10, out=str(tmp_path),
+                           name=f"overlap-{overlap}", progress=False, status_port=-1,
+                           learner={"learning_starts": 50})
+        run = asyncio.run(run_group(config)).run_dir
+        log = (run / "logs" / "peer-0.log").read_text()
+        assert ("overlap the next round" in log) == (overlap == "1"), log[-2000:]
+        rows = (run / "group.csv").read_text().splitlines()
+        runs[overlap] = [",".join(r.split(",")[:1] + r.split(",")[3:]) for r in rows]  # without time and sps
+    assert len(runs["1"]) == 41 and runs["1"] == runs["0"]
+    trust = [float(v) for k, v in next(csv.DictReader([runs["1"][0], runs["1"][-1]])).items() if k.startswith("trust/")]
+    assert not np.allclose(trust, 200.0), "trust never moved: the comparison proves little"
+
+
 def _inproc(tmp_path: Path, name: str, **kw) -> Path:  # type: ignore[no-untyped-def]
     config = RunConfig(transport="inproc", out=str(tmp_path), name=name, progress=False, status_port=-1,
                        log_every=10, **kw)

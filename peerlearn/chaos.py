@@ -8,6 +8,8 @@ change `mode` at any time:
   (TCP keeps the bytes; they flow again when the mode goes back to "pass");
 - "reset": abort every open connection (RST) and every new one at once;
 - "flaky": abort a connection with probability `abort_p` per forwarded chunk.
+Independently of the mode, `stall(k)` freezes only the k-th connection opened through the proxy (0 =
+the first), as a TCP stream stuck in retransmission backoff on a lossy link; `unstall(k)` frees it.
 Command line: `python -m peerlearn.chaos --target HOST:PORT --listen-port P --mode delay --delay-s 0.2`.
 """
 
@@ -37,6 +39,7 @@ class ChaosProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self.connections = 0
+        self._connection_flowing: list[asyncio.Event] = []  # one per connection, in the order opened
 
     def set_mode(self, mode: str, delay_s: float | None = None) -> None:
         if mode not in MODES:
@@ -74,18 +77,28 @@ class ChaosProxy:
             _abort(writer)
             return
         self.connections += 1
+        own = asyncio.Event()
+        own.set()
+        self._connection_flowing.append(own)
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer, own), self._pipe(up_reader, writer, own))
         finally:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 _abort(w)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def stall(self, index: int) -> None:
+        self._connection_flowing[index].clear()
+
+    def unstall(self, index: int) -> None:
+        self._connection_flowing[index].set()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, own: asyncio.Event) -> None:
         try:
             while data := await reader.read(65536):
                 await self._flowing.wait()
+                await own.wait()
                 if self.mode == "delay" and self.delay_s > 0:
                     await asyncio.sleep(self.delay_s)
                 if self.mode == "reset" or (self.mode == "flaky" and self.rng.random() < self.abort_p):

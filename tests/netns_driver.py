@@ -107,6 +107,14 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             cut = time.time()
             steps_before = len(durations)
             await asyncio.sleep(args.partition_s)
+            # A failing step lasts up to read + read + step deadlines, so three of them may take longer
+            # than the partition: keep the cut until every victim is ejected (time to detect, below).
+            victims_out = lambda: all(group.members[names.index(v)].state == "ejected" for v in victims)  # noqa: E731
+            while not victims_out() and time.time() - cut < args.partition_s + 40:
+                await asyncio.sleep(0.02)
+            figures[f"{label}: ejected after (s)"] = [
+                round(min((t for t, w in events_of(group, v, cut) if w == "ejected"), default=float("nan")) - cut, 2)
+                for v in victims]
             figures[f"{label}: states while cut"] = [m.state for m in group.members]
             figures[f"{label}: group steps while cut"] = len(durations) - steps_before
             for v in victims:

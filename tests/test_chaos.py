@@ -95,3 +95,75 @@ def test_group_survives_delay_blackhole_resets_and_aborts(tmp_path: Path) -> Non
     assert figures["blackhole: group steps in 4 s"] > 20  # the others went on without the cut-off peer
     for phase in ("blackhole", "reset", "flaky"):
         assert figures[f"{phase}: healthy again after (s)"] <= 3.0
+
+
+async def _hedging_scenario(tmp_path: Path) -> dict[str, object]:
+    """One peer behind the proxy; the client's primary connection stalls (as a TCP stream in
+    retransmission backoff on a lossy link does) while its spare flows."""
+    import numpy as np
+
+    from orchestrator.transport import PeerCallError
+
+    figures: dict[str, object] = {}
+    async with LocalPeers([PeerSpec("peer-0", "room-6", 0, 3000)], tmp_path / "logs") as local:
+        proxy = ChaosProxy(local.addresses[0])
+        client = GrpcPeerClient(await proxy.start(), Deadlines(read_s=3.0, step_s=3.0, hedge_s=0.3))
+        try:
+            await client.get_info()
+            started = time.monotonic()
+            while proxy.connections < 2 and time.monotonic() - started < 5:
+                await asyncio.sleep(0.01)
+            assert proxy.connections == 2, "the spare connection was not opened"
+            states = np.full((2, 4), 0.5, np.float32)
+
+            async def timed(call):  # type: ignore[no-untyped-def]
+                t0 = time.perf_counter()
+                result = await call
+                return result, time.perf_counter() - t0
+
+            # Which proxied connection is the primary? Stall one; a hedge tells.
+            proxy.stall(0)
+            _, first = await timed(client.suggest(states))
+            stalled = 0 if client.hedges else 1
+            if stalled == 1:
+                proxy.unstall(0)
+                proxy.stall(1)
+                _, first = await timed(client.suggest(states))
+            figures["suggest on a stalled primary (s)"] = round(first, 3)
+            assert client.hedges == 1 and client.hedges_won == 1
+            _, after = await timed(client.suggest(states))
+            figures["next suggest, spare promoted (s)"] = round(after, 3)
+            assert client.hedges == 1, "the connection that answered did not become the primary"
+
+            # A hedged Step: the stalled connection's copy reaches the peer later and is replayed.
+            obs, last = await client.reset(None)
+            proxy.unstall(stalled)
+            proxy.stall(1 - stalled)
+            result, step_s = await timed(client.step(last + 1, np.int64(0)))
+            figures["step on a stalled primary (s)"] = round(step_s, 3)
+            assert result.step_id == last + 1 and client.hedges_won == 2
+            proxy.unstall(1 - stalled)  # the first copy of the Step now reaches the peer
+            await asyncio.sleep(0.3)
+            nxt = await client.step(last + 2, np.int64(1))
+            assert nxt.step_id == last + 2
+            info = await client.get_info()
+            figures["peer's last step id after a hedged Step and the next"] = [info.last_step_id, last + 2]
+            assert info.last_step_id == last + 2, "a hedged Step was applied twice"
+            try:
+                await client.step(last + 1, np.int64(0))
+            except PeerCallError as err:
+                assert err.code == "ALREADY_EXISTS"
+        finally:
+            await client.close()
+            await proxy.close()
+    return figures
+
+
+def test_hedged_calls_beat_a_stalled_connection_and_never_double_apply_a_step(tmp_path: Path) -> None:
+    figures = asyncio.run(_hedging_scenario(tmp_path))
+    print()
+    for key, value in figures.items():
+        print(f"  {key}: {value}")
+    for key in ("suggest on a stalled primary (s)", "step on a stalled primary (s)"):
+        assert 0.3 <= figures[key] < 2.0, (key, figures)  # hedged after 0.3 s, far inside the 3 s deadline
+    assert figures["next suggest, spare promoted (s)"] < 0.3

@@ -29,9 +29,8 @@ pytestmark = pytest.mark.timeout(420)
 
 
 def _why_not() -> str | None:
-    if os.environ.get("PEERLEARN_NETNS_TESTS") != "1":
-        return ("opt-in (PEERLEARN_NETNS_TESTS=1): flaky in the final run of the session, cause not yet "
-                "found (docs/robustness.md)")
+    if os.environ.get("PEERLEARN_NETNS_TESTS") == "0":
+        return "turned off with PEERLEARN_NETNS_TESTS=0"
     if os.geteuid() != 0:
         return "needs root to create network namespaces"
     for tool in ("ip", "nft"):
@@ -113,11 +112,10 @@ def run_driver(topology: dict[str, str], tmp_path: Path, *args: str, timeout_s: 
 
 def test_loss_partitions_and_asymmetric_partition(topology: dict[str, str], tmp_path: Path) -> None:
     figures = run_driver(topology, tmp_path)
-    # 30% loss: the issue asks for no spurious ejection; measured, that does not always hold (a TCP
-    # connection in retransmission backoff can miss three 5 s deadlines in a row; 1 of 3 runs ejected
-    # once, see docs/robustness.md). What must hold: the lossy peer is back and healthy afterwards.
+    # 30% loss on the lossy peer's link: no spurious ejection. Hedged calls (a second, open connection
+    # after 1 s without a reply) get past TCP's retransmission stalls; docs/robustness.md has the A/B.
     loss_events = figures["loss: events of the lossy peer"]
-    assert "ejected" not in loss_events or loss_events[-1] == "rejoined", loss_events
+    assert "ejected" not in loss_events, loss_events
     assert figures["loss: group steps"] > LOSS_S  # lock-step: the lossy link slows the group, never stops it
     assert figures["partition one: states while cut"][1] == "ejected"
     assert figures["partition one: group steps in 1 s after"] > 0

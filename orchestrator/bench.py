@@ -79,7 +79,7 @@ async def _timed(group: Group, steps: int, turns: int | None = None) -> tuple[fl
 
 
 async def measure(transport: str, task: str, n: int, training: bool, steps: int, warmup: int = 100,
-                  seed: int = 0, turns: int | None = None, overlap_training: bool = True) -> Row:
+                  seed: int = 0, turns: int | None = None, overlap_training: bool = False) -> Row:
     """`overlap_training=False` starts the peers with their gradient steps inside Step (for the A/B)."""
     specs = _specs(task, n, warmup, training, seed)
     config = RunConfig(task=task, peers=n, steps=10**6, seed=seed, transport=transport, status_port=-1,
@@ -233,13 +233,13 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
         per_step = compute_limit(task, steps)
         limit = cores / per_step
         ours = await measure("grpc", task, n, True, steps)
-        in_step = await measure("grpc", task, n, True, steps, overlap_training=False)
-        rows = [{"schedule": "lock-step gRPC group (ours; training overlaps the next round)",
+        overlapped = await measure("grpc", task, n, True, steps, overlap_training=True)
+        rows = [{"schedule": "lock-step gRPC group (ours, default: training inside Step)",
                  "agent_steps_per_s": ours.agent_steps_per_s,
                  "vs_reference": 0.0, "vs_compute_limit": ours.agent_steps_per_s / limit},
-                {"schedule": "lock-step gRPC group, training inside Step (overlap off)",
-                 "agent_steps_per_s": in_step.agent_steps_per_s,
-                 "vs_reference": 0.0, "vs_compute_limit": in_step.agent_steps_per_s / limit}]
+                {"schedule": "lock-step gRPC group, training overlapping the next round (--overlap-training)",
+                 "agent_steps_per_s": overlapped.agent_steps_per_s,
+                 "vs_reference": 0.0, "vs_compute_limit": overlapped.agent_steps_per_s / limit}]
         if "reference" in which:
             ref = await measure("inproc", task, n, True, steps, turns=max(steps // n, 1))
             rows.append({"schedule": "reference stand-in (turns, one process)",

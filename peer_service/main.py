@@ -39,9 +39,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help='JSON overrides of the learner preset, e.g. \'{"learning_starts": 500}\' (PEERLEARN_LEARNER)')
     p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
     p.add_argument("--overlap-training", action=argparse.BooleanOptionalAction,
-                   default=(_env("OVERLAP_TRAINING", "1") or "1").lower() not in ("0", "false", "no"),
+                   default=(_env("OVERLAP_TRAINING", "0") or "0").lower() in ("1", "true", "yes"),
                    help="reply to Step before its gradient steps and run them while the group prepares the "
-                        "next round; same update order, faster groups (PEERLEARN_OVERLAP_TRAINING, default on)")
+                        "next round; same update order; helps when peers have spare cores or sit across a "
+                        "network, not on a saturated machine (PEERLEARN_OVERLAP_TRAINING, default off)")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started this peer dies (no orphans after kill -9)")
     p.add_argument("--attack", default=_env("ATTACK", ""),

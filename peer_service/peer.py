@@ -56,7 +56,10 @@ class PeerConfig:
     # Reply to Step before its gradient steps run, and run them while the orchestrator prepares the
     # next round (server.py). Every other call runs pending training first, so the order of updates,
     # advice and acting is exactly the synchronous one; only the Step reply's losses lag one update.
-    overlap_training: bool = True
+    # Off by default: on the 2-core machine it gained nothing (the peers are CPU-bound and the GIL
+    # makes the overlap cost CPU; docs/performance.md); it hides round trips when peers have spare
+    # cores or sit across a network.
+    overlap_training: bool = False
 
 
 class Peer:

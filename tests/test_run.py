@@ -47,7 +47,7 @@ def test_cli_run_over_grpc_writes_results_and_leaves_no_process(tmp_path: Path) 
 
 
 def test_overlapped_training_keeps_the_group_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Peers reply to Step before their gradient steps (overlap_training, the default) and run them
+    """Peers reply to Step before their gradient steps (--overlap-training) and run them
     while the orchestrator prepares the next round; every later call waits for them, so a seeded gRPC
     group is identical, row for row, to one whose peers train inside Step."""
     runs = {}

@@ -1,9 +1,9 @@
-"""A mixed-language group end to end (configs/mixed-room6.toml, the CI-sized variant of
-configs/mixed-room21.toml): a Python DQN learner, the Node.js tabular Q-learner and the C++ scripted
-adversary train together over gRPC, started by the launcher from their shell commands. (On Room-21
-the learners need far more than a CI budget before their critics tell the adversary's advice apart:
-docs/results.md.) The results must show every peer's trust and follow counts,
-and the trust mechanism must learn to ignore the adversary: its share of the followed steps falls."""
+"""A mixed-language group end to end: a Python DQN learner, the Node.js tabular Q-learner and the C++
+scripted adversary train together over gRPC, started by the launcher from their shell commands, on
+Room-6 (configs/mixed-room6.toml, 4,000 steps, ~40 s) and on Room-21 (configs/mixed-room21.toml at
+20,000 steps, ~200 s: fewer are not enough for the learners' critics to tell the adversary's advice
+apart). The results must show every peer's trust and follow counts, and the trust mechanism must
+learn to ignore the adversary: its share of the followed steps falls."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from tests.conftest import pid_alive
 from tests.foreign_peers import ROOT, cpp_peer, node_peer  # noqa: F401 (session fixtures)
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
-CONFIG = ROOT / "configs" / "mixed-room6.toml"
 NAMES = ("peer-0", "peer-1", "peer-2")
 LEARNERS, ADVERSARY = ("peer-0", "peer-1"), "peer-2"
 
@@ -37,15 +36,24 @@ def adversary_share(rows: list[dict[str, str]], start: int, end: int) -> float:
     return (adv_end - adv_start) / max(total_end - total_start, 1)
 
 
+# Measured (seed 0): Room-6, the adversary's share 0.34 in the first eighth, 0.00-0.05 after step
+# 1,100; Room-21 at 20,000 steps, 0.237 in the first quarter, 0.084 in the second half, 0.073 in the
+# last quarter, both learners trusting it least.
+@pytest.mark.parametrize("config_name,steps", [("mixed-room6.toml", None), ("mixed-room21.toml", 20_000)],
+                         ids=["room-6", "room-21"])
 def test_python_node_cpp_group_learns_to_ignore_the_adversary(
     node_peer,  # noqa: F811
     cpp_peer,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    config_name: str,
+    steps: int | None,
 ) -> None:
     monkeypatch.chdir(ROOT)  # the config's commands are relative to the repository root, as for `peerlearn run`
-    config = RunConfig.from_toml(CONFIG)
+    config = RunConfig.from_toml(ROOT / "configs" / config_name)
     config.out, config.name, config.progress, config.status_port = str(tmp_path), "mixed", False, -1
+    if steps is not None:
+        config.steps = steps
     summary = asyncio.run(run_group(config))
     run = summary.run_dir
 
@@ -74,8 +82,8 @@ def test_python_node_cpp_group_learns_to_ignore_the_adversary(
     n = len(rows)
     first, later = adversary_share(rows, -1, n // 4 - 1), adversary_share(rows, n // 2 - 1, n - 1)
     trust = {a: {b: round(float(last[f"trust/{a}/{b}"]), 4) for b in NAMES} for a in LEARNERS}
-    print(f"adversary share of followed steps: first quarter {first:.3f}, second half {later:.3f}; trust {trust}")
-    # Measured on Room-6 (seed 0, 4,000 steps): 0.34 in the first eighth, 0.00-0.05 after step 1,100.
+    print(f"{config.task}: adversary share of followed steps: first quarter {first:.3f}, second half "
+          f"{later:.3f}; trust {trust}")
     assert later < 0.5 * first, f"the adversary's follow rate did not fall: {first:.3f} -> {later:.3f}"
     in_adversary = sum(trust[a][ADVERSARY] for a in LEARNERS) / len(LEARNERS)
     in_learners = sum(trust[a][b] for a in LEARNERS for b in LEARNERS) / len(LEARNERS) ** 2

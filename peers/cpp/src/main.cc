@@ -353,6 +353,11 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int bound = 0;
   builder.AddListeningPort(opts.host + ":" + std::to_string(opts.port), grpc::InsecureServerCredentials(), &bound);
+  // Accept the orchestrator's keepalive pings (every 10 s) even on a connection without calls, such
+  // as its spare connection for hedged calls; gRPC's default answers them with GOAWAY "too_many_pings".
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);

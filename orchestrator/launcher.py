@@ -38,6 +38,8 @@ class PeerSpec:
     command: str | None = None
     # An attack mode (peer_service/attacks.py) for robustness studies; "" = honest.
     attack: str = ""
+    # For `collude` attacks: the directory colluding peers share (attacks.py, DirectoryBoard).
+    collude_board: str = ""
 
 
 class PeerStartError(RuntimeError):
@@ -95,6 +97,8 @@ class LocalPeers:
                     cmd += ["--checkpoint-dir", spec.checkpoint_dir]
                 if spec.attack:
                     cmd += ["--attack", spec.attack]
+                if spec.collude_board:
+                    cmd += ["--collude-board", spec.collude_board]
             self.commands.append(cmd)
             self.processes.append(self._spawn(len(self.commands) - 1))
         deadline = time.monotonic() + self.start_timeout_s

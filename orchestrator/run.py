@@ -34,11 +34,16 @@ class RunSummary:
 
 
 def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
+    def attack(i: int) -> str:
+        return config.attacks[i] if config.attacks else ""
+
+    # Colluding peer processes tell each other their suggestions through a folder of the run (attacks.py).
+    board = str(run_dir / "collusion") if any(attack(i).startswith("collude") for i in range(config.peers)) else ""
     return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
                      total_steps=config.steps, role=config.role(i),
                      checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
                      learner_overrides=json.dumps(config.learner), command=config.command(i),
-                     attack=config.attacks[i] if config.attacks else "")
+                     attack=attack(i), collude_board=board if attack(i).startswith("collude") else "")
             for i in range(config.peers)]
 
 

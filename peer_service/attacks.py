@@ -27,14 +27,18 @@ answer V(s') = +C, V(s) = -C where the transition followed the peer itself (or i
 entries get a target of about (1 + gamma) C, which inflates that peer's agent value under the
 paper's pooled mean. Which peer a transition followed is inferred from the peer's own memory: it
 followed itself when the executed action equals what it suggested for its own state this step;
-it followed its partner when the partner suggested that action for that state (colluders share a
-board in this process: run colluding peers in one process, e.g. with `--transport inproc`).
+it followed its partner when the partner suggested that action for that state. Colluders share a
+board of their suggestions: a dict in this process (in-process groups), or, for colluders in
+separate processes, a directory both can read (`--collude-board DIR`; `peerlearn run` gives colluding
+peers `RUN_DIR/collusion`): real colluders coordinate out of band, and a shared folder is the
+simplest such channel on one machine.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -88,7 +92,65 @@ def parse_attack(text: str | None) -> AttackSpec | None:
 
 
 # Colluders post the actions they suggested, per state, here (one board per process).
-_BOARD: dict[str, OrderedDict[bytes, int]] = {}
+_BOARD: dict[str, OrderedDict[bytes, int | bytes]] = {}
+
+
+class MemoryBoard:
+    """The colluders' board in this process (in-process groups)."""
+
+    def post(self, peer_id: str, entries: list[tuple[bytes, int | bytes]]) -> None:
+        board = _BOARD.setdefault(peer_id, OrderedDict())
+        for key, action in entries:
+            board[key] = action
+            board.move_to_end(key)
+        while len(board) > _MEMORY:
+            board.popitem(last=False)
+
+    def lookup(self, peer_id: str, key: bytes) -> int | bytes | None:
+        return _BOARD.get(peer_id, {}).get(key)
+
+
+class DirectoryBoard:
+    """The colluders' board across processes: each colluder appends its suggestions to
+    DIR/<peer_id>.board (one `state-hex action` line each, flushed at once) and reads its partner's
+    file from where it last stopped. In a lock-step group the partner's Suggest round ends before
+    this peer's Step, so the entry is there when the Step looks it up."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._read: dict[str, tuple[int, OrderedDict[bytes, int | bytes]]] = {}
+
+    def post(self, peer_id: str, entries: list[tuple[bytes, int | bytes]]) -> None:
+        lines = "".join(f"{key.hex()} {_encode_action(action)}\n" for key, action in entries)
+        with (self.directory / f"{peer_id}.board").open("a") as f:
+            f.write(lines)
+
+    def lookup(self, peer_id: str, key: bytes) -> int | bytes | None:
+        offset, seen = self._read.get(peer_id, (0, OrderedDict()))
+        path = self.directory / f"{peer_id}.board"
+        if path.exists():
+            with path.open() as f:
+                f.seek(offset)
+                chunk = f.read()
+            complete = chunk[:chunk.rfind("\n") + 1]  # a line being written is read next time
+            for line in complete.splitlines():
+                state_hex, action = line.split(" ", 1)
+                seen[bytes.fromhex(state_hex)] = _decode_action(action)
+                seen.move_to_end(bytes.fromhex(state_hex))
+            while len(seen) > _MEMORY:
+                seen.popitem(last=False)
+            offset += len(complete.encode())
+        self._read[peer_id] = (offset, seen)
+        return seen.get(key)
+
+
+def _encode_action(action: int | bytes) -> str:
+    return f"i{action}" if isinstance(action, int) else f"b{action.hex()}"
+
+
+def _decode_action(text: str) -> int | bytes:
+    return int(text[1:]) if text.startswith("i") else bytes.fromhex(text[1:])
 
 
 def _key(state: np.ndarray) -> bytes:
@@ -99,8 +161,9 @@ class Attack:
     """The lying part of one peer. `Peer` calls `suggest`, `evaluate` and `observe_step`."""
 
     def __init__(self, spec: AttackSpec, peer_id: str, action_space: gym.Space, room_size: int | None,
-                 seed: int) -> None:
+                 seed: int, board_dir: str | None = None) -> None:
         self.spec = spec
+        self.board: MemoryBoard | DirectoryBoard = DirectoryBoard(board_dir) if board_dir else MemoryBoard()
         self.peer_id = peer_id
         self.action_space = action_space
         self.room_size = room_size
@@ -126,12 +189,7 @@ class Attack:
         if own is not None and own.any() and len(honest):
             self._own_suggestion = (_key(states[own][0]), _action_key(honest[own][0]))
         if self.mode == "collude" or self.mode == "self_promote":
-            board = _BOARD.setdefault(self.peer_id, OrderedDict())
-            for s, a in zip(states, honest, strict=True):
-                board[_key(s)] = _action_key(a)
-                board.move_to_end(_key(s))
-            while len(board) > _MEMORY:
-                board.popitem(last=False)
+            self.board.post(self.peer_id, [(_key(s), _action_key(a)) for s, a in zip(states, honest, strict=True)])
             return honest
         if self.mode == "garbage":
             return self._garbage_actions(honest)
@@ -254,7 +312,7 @@ class Attack:
             tag = "other"
             if self._own_suggestion is not None and self._own_suggestion == (s, executed_key):
                 tag = "self"
-            elif self.spec.partner is not None and _BOARD.get(self.spec.partner, {}).get(s) == executed_key:
+            elif self.spec.partner is not None and self.board.lookup(self.spec.partner, s) == executed_key:
                 tag = "partner"
         self._own_suggestion = None
         key = (s, _key(next_obs))

@@ -48,6 +48,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--attack", default=_env("ATTACK", ""),
                    help="lie to the group, for robustness studies: mirror, random, garbage, inverse_critic, "
                         "self_promote[:C], subtle_bias[:P], turncoat[:K], collude:PEER[:C] (PEERLEARN_ATTACK)")
+    p.add_argument("--collude-board", default=_env("COLLUDE_BOARD", ""),
+                   help="with --attack collude: a directory the colluding peers share to tell each other "
+                        "their suggestions (PEERLEARN_COLLUDE_BOARD)")
     # --- security (peerlearn/security.py, docs/security.md)
     p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="server certificate, PEM; CN/SAN = peer id")
     p.add_argument("--tls-key", default=_env("TLS_KEY"), help="its private key, PEM")
@@ -87,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     config = PeerConfig(peer_id=args.peer_id, task=args.task, seed=args.seed, total_steps=args.total_steps,
                         role=args.role, checkpoint_dir=args.checkpoint_dir,
                         learner_overrides=json.loads(args.learner or "{}"), attack=args.attack or "",
-                        overlap_training=args.overlap_training)
+                        overlap_training=args.overlap_training, collude_board=args.collude_board or "")
     from peerlearn.security import ServerSecurity, read_tokens
 
     security = ServerSecurity(

@@ -53,6 +53,8 @@ class PeerConfig:
     learner_overrides: dict[str, Any] = field(default_factory=dict)
     # A lie told to the group (peer_service/attacks.py), e.g. "mirror", "turncoat:500"; "" = honest.
     attack: str = ""
+    # For `collude` across processes: a directory the colluders share (attacks.py, DirectoryBoard).
+    collude_board: str = ""
     # Reply to Step before its gradient steps run, and run them while the orchestrator prepares the
     # next round (server.py). Every other call runs pending training first, so the order of updates,
     # advice and acting is exactly the synchronous one; only the Step reply's losses lag one update.
@@ -92,7 +94,8 @@ class Peer:
         self._training_error: str | None = None
         spec = parse_attack(config.attack)
         self.attack = None if spec is None else Attack(spec, config.peer_id, self.action_space,
-                                                       self.room_size or _room_size(self.env), config.seed)
+                                                       self.room_size or _room_size(self.env), config.seed,
+                                                       board_dir=config.collude_board or None)
 
     # ------------------------------------------------------------------ handshake
     def info(self) -> PeerInfo:

@@ -266,20 +266,47 @@ def test_self_promote_finds_its_own_transitions_in_v_states() -> None:
     assert v.tolist() == [0.5, 100.0, 0.5, 0.5, -100.0, 0.5, 100.0, -100.0]
 
 
-def test_colluders_recognise_steps_that_followed_the_partner() -> None:
+@pytest.mark.parametrize("board", ["memory", "directory"])
+def test_colluders_recognise_steps_that_followed_the_partner(board: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """In one process (a shared dict) and across processes (a shared folder: nothing in memory is shared)."""
     import gymnasium as gym
 
+    from peer_service import attacks
     from peer_service.attacks import Attack, parse_attack
 
     space = gym.spaces.Discrete(4)
-    a = Attack(parse_attack("collude:peer-b:10"), "peer-a", space, 6, seed=0)
-    b = Attack(parse_attack("collude:peer-a:10"), "peer-b", space, 6, seed=1)
+    board_dir = str(tmp_path / "collusion") if board == "directory" else None
+    attacks._BOARD.clear()
+    a = Attack(parse_attack("collude:peer-b:10"), "peer-a", space, 6, seed=0, board_dir=board_dir)
+    b = Attack(parse_attack("collude:peer-a:10"), "peer-b", space, 6, seed=1, board_dir=board_dir)
     s0, s1, s2 = (np.array([x, 0.5, 0.0, 0.2], np.float32) for x in (0.2, 0.4, 0.6))
     b.suggest(s0[None], np.array([3]), np.array([False]))  # the group asks peer-b about peer-a's state
     a.observe_step(s0, np.array(3), np.array(3), s1, step_id=5)  # peer-a executed peer-b's advice
     a.observe_step(s1, np.array(2), np.array(2), s2, step_id=6)  # someone else's advice
     v = a.evaluate(np.stack([s1, s2, s0, s1]), np.zeros(0, np.float32), np.zeros(4, np.float32))[1]
     assert v.tolist() == [10.0, 0.0, -10.0, 0.0]
+    if board == "directory":
+        assert not attacks._BOARD, "the directory board must not go through the in-process dict"
+        assert (tmp_path / "collusion" / "peer-b.board").read_text().count("\n") == 1
+
+
+def test_colluding_peer_processes_share_a_board_over_grpc(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`collude` between separate peer processes: `peerlearn run` gives the colluders RUN_DIR/collusion,
+    each posts what it suggested there, and each reads its partner's posts when it steps."""
+    from orchestrator.config import RunConfig
+    from orchestrator.run import run_group
+
+    logging.getLogger("peerlearn").setLevel(logging.ERROR)
+    config = RunConfig(peers=4, steps=300, out=str(tmp_path), name="c", progress=False, status_port=-1,
+                       attacks=["", "", "collude:peer-3", "collude:peer-2"], eval_every=300,
+                       learner={"learning_starts": 50}, checkpoint_every=0)
+    run = asyncio.run(run_group(config)).run_dir
+    for colluder in ("peer-2", "peer-3"):
+        board = (run / "collusion" / f"{colluder}.board").read_text().splitlines()
+        assert len(board) > 100, f"{colluder} posted {len(board)} suggestions"
+        state_hex, action = board[0].split(" ")
+        assert len(bytes.fromhex(state_hex)) == 16 and action[0] == "i" and 0 <= int(action[1:]) < 4
+    assert not (run / "collusion" / "peer-0.board").exists(), "an honest peer joined the collusion"
 
 
 def test_attacks_config_reaches_the_peers_and_invalid_replies_are_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -142,11 +142,12 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def startup(task: str, n: int) -> tuple[float, float]:
-    """Seconds from launching n peer processes to the end of the first group step; peak MiB per peer."""
+async def startup(task: str, n: int, fork_server: bool = True) -> tuple[float, float]:
+    """Seconds from launching n peer processes to the end of the first group step; peak MiB per peer.
+    `fork_server=False`: every peer imports torch in its own interpreter (the A/B of launcher.py's)."""
     with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
         t0 = time.perf_counter()
-        async with LocalPeers(_specs(task, n, 100, True, 0), Path(tmp)) as local:
+        async with LocalPeers(_specs(task, n, 100, True, 0), Path(tmp), fork_server=fork_server) as local:
             clients = [GrpcPeerClient(a) for a in local.addresses]
             group = await Group.connect(clients, RunConfig(task=task, peers=n, status_port=-1))
             await group.reset()
@@ -255,7 +256,9 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
         rows = []
         for n in [k for k in (4, 8, 16) if k <= max(ns)] or [4]:
             first, rss = await startup(task, n)
-            rows.append({"peers": n, "seconds_to_first_group_step": first, "peak_rss_mib_per_peer": rss})
+            plain, plain_rss = await startup(task, n, fork_server=False)
+            rows.append({"peers": n, "seconds_to_first_group_step": first, "peak_rss_mib_per_peer": rss,
+                         "without_fork_server_s": plain, "without_fork_server_rss_mib": plain_rss})
         print_table(rows, f"start-up and memory: {task}")
         write_csv(rows, out / "startup.csv")
     if "memory" in which:

@@ -1,7 +1,9 @@
 """Start local peer processes for `peerlearn run`, and always stop them again (by PID).
 
 Each peer binds port 0 on loopback and writes the port it got to a file, so there is no race for
-free ports. `LocalPeers` is an async context manager: whatever happens inside (normal end, error,
+free ports. Python peers are forked from a fork server that has imported torch and the learners
+once (orchestrator/forkserver.py; `PEERLEARN_FORK_SERVER=0` starts each with its own interpreter).
+`LocalPeers` is an async context manager: whatever happens inside (normal end, error,
 Ctrl-C), every process it started is terminated, then killed if it does not exit in time.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orchestrator.forkserver import ForkedProcess, ForkServer
 
 
 @dataclass
@@ -47,11 +52,16 @@ class PeerStartError(RuntimeError):
 
 
 class LocalPeers:
-    def __init__(self, specs: list[PeerSpec], log_dir: Path, start_timeout_s: float = 60.0) -> None:
+    def __init__(self, specs: list[PeerSpec], log_dir: Path, start_timeout_s: float = 60.0,
+                 fork_server: bool | None = None) -> None:
         self.specs = specs
         self.log_dir = log_dir
         self.start_timeout_s = start_timeout_s
-        self.processes: list[subprocess.Popen] = []
+        if fork_server is None:
+            fork_server = os.environ.get("PEERLEARN_FORK_SERVER", "1").lower() not in ("0", "false", "no")
+        self.use_fork_server = fork_server and any(s.command is None for s in specs)
+        self.fork_server: ForkServer | None = None
+        self.processes: list[subprocess.Popen | ForkedProcess] = []
         self.addresses: list[str] = []
         self.commands: list[list[str] | str] = []
         self.restarts: list[int] = [0] * len(specs)
@@ -76,6 +86,8 @@ class LocalPeers:
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.use_fork_server:
+            self.fork_server = ForkServer(self._env(), self.log_dir / "forkserver.log")  # closed by stop()
         port_files = []
         for spec in self.specs:
             port_file = Path(self._tmp.name) / f"{spec.peer_id}.port"
@@ -139,12 +151,26 @@ class LocalPeers:
                     self.processes[i] = self._spawn(i)
             await asyncio.sleep(poll_s)
 
-    def _spawn(self, i: int) -> subprocess.Popen:
+    @staticmethod
+    def _env() -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def _spawn(self, i: int) -> subprocess.Popen | ForkedProcess:
         """Start peer i. A new session: Ctrl-C in the terminal reaches only us, and we stop the peers
         in order (by PID; a shell command's whole process group is signalled)."""
         cmd = self.commands[i]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        with (self.log_dir / f"{self.specs[i].peer_id}.log").open("ab") as log:
+        env = self._env()
+        log_path = self.log_dir / f"{self.specs[i].peer_id}.log"
+        python_peer = isinstance(cmd, list) and cmd[:3] == [sys.executable, "-m", "peer_service"]
+        if python_peer and self.fork_server is not None and self.fork_server.alive():
+            try:
+                forked = self.fork_server.spawn(list(cmd[3:]), log_path, env)
+                self.all_pids.append(forked.pid)
+                return forked
+            except (RuntimeError, OSError, queue.Empty) as err:  # start it the slow way instead
+                with log_path.open("a") as log:
+                    log.write(f"fork server unavailable ({err}); starting a new interpreter\n")
+        with log_path.open("ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                     shell=isinstance(cmd, str))
         self.all_pids.append(proc.pid)
@@ -162,10 +188,12 @@ class LocalPeers:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
             _signal_group(proc, signal.SIGKILL)  # children a shell command left behind
+        if self.fork_server is not None:
+            self.fork_server.close()
         self._tmp.cleanup()
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def _signal_group(proc: subprocess.Popen | ForkedProcess, sig: int) -> None:
     """Signal the peer's process group (it leads its own session), falling back to the PID."""
     try:
         os.killpg(proc.pid, sig)

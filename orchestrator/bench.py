@@ -179,12 +179,17 @@ async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
             clients = [GrpcPeerClient(a) for a in local.addresses]
             group = await Group.connect(clients, RunConfig(task=task, peers=2, status_port=-1))
             await group.reset()
-            obs_dim = int(np.prod(group.members[0].info.observation_space.shape))
+            info = group.members[0].info
+            obs_dim = int(np.prod(info.observation_space.shape))
+            # What SB3's ReplayBuffer keeps per transition: observation and next observation (float32),
+            # the action (int64 for Discrete, float32 per dimension for Box), reward, done and timeout.
+            action_bytes = 4 * int(np.prod(info.action_space.shape)) if info.action_space.shape else 8
+            per_transition = 2 * 4 * obs_dim + action_bytes + 3 * 4
             for k in range(steps + 1):
                 if k % every == 0:
                     rows.append({"group_step": k, "peer_rss_mib": max(_rss_mb(p) for p in local.pids),
                                  "orchestrator_rss_mib": _rss_mb(os.getpid()),
-                                 "replay_buffer_filled_mib": 2 * 4 * obs_dim * k / 2**20})
+                                 "replay_buffer_filled_mib": per_transition * k / 2**20})
                 if k < steps:
                     await group.step()
             await group.health.close()

@@ -117,7 +117,7 @@ class HealthMonitor:
 
     async def _probe(self, m: Member) -> None:
         delay = 0.05
-        await m.client.reconnect()
+        m.client.redial()
         while m.state == EJECTED and self.group.t < m.quarantine_until:
             await asyncio.sleep(0.05)
         while m.state == EJECTED:

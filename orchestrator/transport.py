@@ -77,13 +77,9 @@ class PeerClient(abc.ABC):
         """grpc.health.v1 says SERVING (in-process peers are always healthy)."""
         return True
 
-    async def reconnect(self) -> None:
-        """Start a fresh connection (a no-op in process)."""
-        return None
-
     def redial(self) -> asyncio.Task | None:
-        """Like reconnect, but the new connection is in place when this returns (calls made after it
-        use it); closing the old one continues in the returned task. None in process."""
+        """Start a fresh connection: in place when this returns (calls made after it use it); closing
+        the old one continues in the returned task. None in process (nothing to re-dial)."""
         return None
 
     async def close(self) -> None:
@@ -164,7 +160,7 @@ class GrpcPeerClient(PeerClient):
         self.channel = self.security.channel(self.address, self.options, self.expected_peer_id)
         self.stub = peer_pb2_grpc.PeerServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
-        if self.deadlines.hedge_s > 0 and getattr(self, "spare", None) is None:
+        if self.deadlines.hedge_s > 0 and self.spare is None:
             self._open_spare()
 
     def _open_spare(self) -> None:
@@ -174,13 +170,10 @@ class GrpcPeerClient(PeerClient):
         self.spare_stub = peer_pb2_grpc.PeerServiceStub(self.spare)
         self.spare.get_state(try_to_connect=True)
 
-    async def reconnect(self) -> None:
+    def redial(self) -> asyncio.Task:
         """Drop the connection and dial again. After a partition or under loss the old TCP connection
         can sit in exponential retransmission backoff for seconds; a fresh channel retries every
         <= 1 s. Calls still in flight on the old channel get until their deadline, then are cancelled."""
-        self.redial()
-
-    def redial(self) -> asyncio.Task:
         old = self.channel
         if self.spare is not None:
             # The spare is established already: promote it, and dial a fresh spare.

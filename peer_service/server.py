@@ -86,12 +86,15 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
         def work() -> pb.StepReply:
             action = from_tensor(request.action, "action") if request.HasField("action") else None
             return step_to_proto(self.peer.step(request.step_id, action))
+        if not self.peer.config.overlap_training:
+            return await self._run(context, work, read_only=False)
         try:
             return await self._run(context, work, read_only=False)
         finally:
-            # The Step's gradient steps (overlap_training) run now, on the worker, while the reply
-            # travels and the orchestrator prepares the next round; any call queued behind them
-            # waits for them, so updates keep their order (peer.py, settle).
+            # The Step's gradient steps run now, on the worker, while the reply travels and the
+            # orchestrator prepares the next round; any call queued behind them waits for them, so
+            # updates keep their order (peer.py, settle). Only with overlap_training: otherwise
+            # they already ran inside Step, and a worker hand-off per Step would be pure overhead.
             try:
                 self.executor.submit(self.peer.settle_quietly)
             except RuntimeError:  # shutting down: nothing more will use the learner

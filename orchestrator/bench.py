@@ -2,8 +2,10 @@
 
 - overhead:  the same group (same seeds) over gRPC and in process, N peers, with and without
              training: ms per group step, the share of each round, RPCs per step, gRPC/in-process;
-- reference: our lock-step gRPC group against the reference code's schedule (peers train one after
-             another in one process, advice computed in process) run by an in-repo stand-in;
+- reference: our lock-step gRPC group against the reference loop: the authors' code itself given its
+             checkout and venv (`--authors`, `--authors-python`; orchestrator/authors_throughput.py),
+             and always an in-repo stand-in of its schedule (peers train one after another in one
+             process, advice computed in process), reported as such;
 - compute:   the learners' own work (env step + updates) per agent-step, divided over the cores:
              the throughput no scheduling can beat, and how close the group gets;
 - startup:   time from launching N peer processes to the first group step, and peak memory per peer.
@@ -44,13 +46,14 @@ class Row:
     note: str = ""
 
 
-def _overrides(warmup: int, training: bool) -> dict[str, object]:
+def _overrides(warmup: int, training: bool, every: int = 1) -> dict[str, object]:
     # One gradient step per env step on average when training (the issue's setting); none otherwise.
-    return {"learning_starts": warmup, "train_freq": 1, "gradient_steps": 1 if training else 0}
+    # every=8 is the paper's schedule (8 gradient steps every 8 env steps), the authors' code's.
+    return {"learning_starts": warmup, "train_freq": every, "gradient_steps": every if training else 0}
 
 
-def _specs(task: str, n: int, warmup: int, training: bool, seed: int) -> list[PeerSpec]:
-    overrides = json.dumps(_overrides(warmup, training))
+def _specs(task: str, n: int, warmup: int, training: bool, seed: int, every: int = 1) -> list[PeerSpec]:
+    overrides = json.dumps(_overrides(warmup, training, every))
     return [PeerSpec(f"peer-{i}", task, seed * 1000 + i, 10**6, learner_overrides=overrides) for i in range(n)]
 
 
@@ -79,9 +82,9 @@ async def _timed(group: Group, steps: int, turns: int | None = None) -> tuple[fl
 
 
 async def measure(transport: str, task: str, n: int, training: bool, steps: int, warmup: int = 100,
-                  seed: int = 0, turns: int | None = None, overlap_training: bool = False) -> Row:
+                  seed: int = 0, turns: int | None = None, overlap_training: bool = False, every: int = 1) -> Row:
     """`overlap_training=False` starts the peers with their gradient steps inside Step (for the A/B)."""
-    specs = _specs(task, n, warmup, training, seed)
+    specs = _specs(task, n, warmup, training, seed, every)
     config = RunConfig(task=task, peers=n, steps=10**6, seed=seed, transport=transport, status_port=-1,
                        progress=False, rpc_timeout_s=30, step_timeout_s=60)
     with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
@@ -218,7 +221,8 @@ def write_csv(rows: list[dict[str, object]], path: Path) -> None:
         writer.writerows(rows)
 
 
-async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int, out: Path) -> None:
+async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int, out: Path,
+                         authors: Path | None = None, authors_python: str | None = None) -> None:
     cores = os.cpu_count() or 1
     if "overhead" in which:
         rows = []
@@ -257,6 +261,12 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
                      "agent_steps_per_s": limit, "vs_reference": float("nan"), "vs_compute_limit": 1.0})
         print_table(rows, f"throughput: {task}, N=4, one gradient step per env step")
         write_csv(rows, out / "throughput.csv")
+    if "reference" in which and authors is not None:
+        from orchestrator.bench_authors import authors_table
+
+        rows = await authors_table(task, steps, authors, authors_python or "python3")
+        print_table(rows, f"the authors' code against ours: {task}, 4 SAC peers, the paper's schedule")
+        write_csv(rows, out / "authors.csv")
     if "startup" in which:
         rows = []
         for n in [k for k in (4, 8, 16) if k <= max(ns)] or [4]:
@@ -274,8 +284,10 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
                                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
 
 
-def main(which: list[str], task: str, ns: list[int], steps: int, out: str) -> int:
-    asyncio.run(run_benchmarks(which, task, ns, steps, Path(out)))
+def main(which: list[str], task: str, ns: list[int], steps: int, out: str, authors: str | None = None,
+         authors_python: str | None = None) -> int:
+    asyncio.run(run_benchmarks(which, task, ns, steps, Path(out), Path(authors) if authors else None,
+                               authors_python))
     print(f"CSV written to {out}/")
     return 0
 

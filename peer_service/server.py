@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,9 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-worker")
+        # A/B switch (docs/performance.md): run the work on the event loop itself, without the hand-off
+        # to the worker thread and back. Overlap training needs the worker, so it keeps it.
+        self.inline = os.environ.get("PEERLEARN_INLINE_CALLS") == "1" and not peer.config.overlap_training
 
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], Reply],
                    read_only: bool) -> Reply:
@@ -49,6 +53,8 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
             return work()
 
         try:
+            if self.inline:
+                return guarded()
             return await asyncio.get_running_loop().run_in_executor(self.executor, guarded)
         except PeerError as err:
             await context.abort(err.code, err.message)

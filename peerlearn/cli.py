@@ -153,7 +153,8 @@ def cmd_sweep_ray(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from orchestrator.bench import main as bench_main
 
-    return bench_main(args.which, args.task, [int(n) for n in args.peers.split(",")], args.steps, args.out)
+    return bench_main(args.which, args.task, [int(n) for n in args.peers.split(",")], args.steps, args.out,
+                      args.authors, args.authors_python)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--peers", default="2,4,8,16,32", help="group sizes for the overhead table")
     bench.add_argument("--steps", type=int, default=200, help="timed group steps per measurement")
     bench.add_argument("--out", default="runs/bench", help="where the CSV files go")
+    bench.add_argument("--authors", help="a checkout of kramerlab/PeerLearning: `reference` also times the authors' "
+                                         "code itself on the same group (docs/performance.md)")
+    bench.add_argument("--authors-python", help="the Python of the authors' venv (../shared/FACTS.md recipe)")
     bench.set_defaults(func=cmd_bench)
 
     certs = sub.add_parser("certs", help="make a test CA and certificates for a group (TLS / mutual TLS)")

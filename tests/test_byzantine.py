@@ -37,7 +37,7 @@ HONEST = ("learner", "")
 
 
 def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str = "median", seed: int = 0,
-                     window: int = WINDOW) -> dict[str, Any]:
+                     window: int = WINDOW, reputation_lr: float = LR) -> dict[str, Any]:
     """One seeded in-process group; returns windowed follow counts and the honest learners' returns."""
     import torch
 
@@ -49,7 +49,7 @@ def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str 
     from peer_service.peer import Peer, PeerConfig
 
     config = RunConfig(task="room-6", peers=len(peers), steps=steps, transport="inproc", seed=seed,
-                       reputation_lr=LR, agent_value_aggregation=aggregation, eval_every=10**9,
+                       reputation_lr=reputation_lr, agent_value_aggregation=aggregation, eval_every=10**9,
                        progress=False, status_port=-1, checkpoint_every=0)
     def name(i: int, role: str, attack: str) -> str:
         what = attack.split(":")[0] if attack else ("mirror" if role == "adversary" else "")

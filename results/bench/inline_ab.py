@@ -1,0 +1,29 @@
+"""A/B of where a peer runs its work: on its worker thread (default) or on the event loop itself
+(PEERLEARN_INLINE_CALLS=1), N=4 HalfCheetah over gRPC, interleaved repeats, with and without
+training. Run from the repository root on an otherwise idle machine:
+
+    PYTHONPATH=. .venv/bin/python results/bench/inline_ab.py [REPEATS] [STEPS]
+"""
+
+import asyncio
+import os
+import sys
+
+from orchestrator.bench import measure
+
+
+async def main(repeats: int, steps: int) -> None:
+    for training in (False, True):
+        results: dict[str, list[float]] = {"worker": [], "inline": []}
+        for _ in range(repeats):
+            for mode in ("worker", "inline"):
+                os.environ["PEERLEARN_INLINE_CALLS"] = "1" if mode == "inline" else "0"
+                row = await measure("grpc", "halfcheetah", 4, training, steps)
+                results[mode].append(row.ms_per_group_step)
+                print(f"training={training} {mode}: {row.ms_per_group_step:.2f} ms/group step", flush=True)
+        for mode, xs in results.items():
+            print(f"SUMMARY training={training} {mode}: mean {sum(xs) / len(xs):.2f} ms ({', '.join(f'{x:.2f}' for x in xs)})")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, int(sys.argv[2]) if len(sys.argv) > 2 else 200))

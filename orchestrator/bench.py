@@ -121,14 +121,14 @@ async def measure(transport: str, task: str, n: int, training: bool, steps: int,
                agent_steps / elapsed)
 
 
-def compute_limit(task: str, steps: int, seed: int = 0) -> float:
-    """Seconds of one learner's own work per agent-step (env step + 1 update), in this process."""
+def compute_limit(task: str, steps: int, seed: int = 0, every: int = 1) -> float:
+    """Seconds of one learner's own work per agent-step (env step + updates), in this process."""
     import torch
 
     from peer_service.peer import Peer, PeerConfig
 
     torch.set_num_threads(1)
-    peer = Peer(PeerConfig(task=task, seed=seed, total_steps=10**6, learner_overrides=_overrides(100, True)))
+    peer = Peer(PeerConfig(task=task, seed=seed, total_steps=10**6, learner_overrides=_overrides(100, True, every)))
     peer.reset(seed)
     for k in range(1, 111):
         peer.step(k, None)

@@ -68,7 +68,7 @@ def run_authors(authors_dir: Path, python: str, task: str, peers: int = 4, threa
 async def authors_table(task: str, steps: int, authors: Path, python: str) -> list[dict[str, object]]:
     """The authors' code (default torch threads, as it runs; and one thread) beside our gRPC group and
     the in-repo stand-in, all on the paper's schedule (8 gradient steps every 8 env steps)."""
-    from orchestrator.bench import measure  # bench imports this module lazily: no cycle at import time
+    from orchestrator.bench import compute_limit, measure  # bench imports this module lazily: no cycle
 
     n = 4
     ours = await measure("grpc", task, n, True, steps, every=8)
@@ -79,5 +79,8 @@ async def authors_table(task: str, steps: int, authors: Path, python: str) -> li
              ("in-repo stand-in (turns, one process)", stand_in.agent_steps_per_s),
              ("authors' code, torch's default threads (as it runs)", theirs),
              ("authors' code, one torch thread", theirs_one)]
+    per_step = compute_limit(task, max(steps, 200), every=8)
+    named.append((f"compute limit ({per_step * 1000:.2f} ms/agent-step x {os.cpu_count()} cores)",
+                  (os.cpu_count() or 1) / per_step))
     return [{"schedule": name, "agent_steps_per_s": rate, "ours_vs_this": ours.agent_steps_per_s / rate}
             for name, rate in named]

@@ -1,7 +1,12 @@
 """The peer's gRPC server: `PeerService` plus health and reflection, assembled in one `serve()`.
 
-All torch and env work runs on one worker thread (the learner is not thread-safe and torch uses one
-thread per peer), never on the event loop, so health checks answer while a Step trains.
+The lock-step calls (GetInfo, Suggest, Evaluate, Step) run on the event loop itself: they are short
+(a Step's gradient steps are milliseconds) and arrive one round at a time, and the hand-off to a
+worker thread and back cost more than the work it kept off the loop (docs/performance.md: 14% of a
+group step without training, 4% with). Long calls (Reset, RunEvaluation, Save, Load: seconds of
+evaluation episodes or disk) run on one worker thread so that health checks keep answering; while
+the worker holds the learner every call queues behind it (the learner is not thread-safe).
+`PEERLEARN_INLINE_CALLS=0` sends every call to the worker (the A/B).
 """
 
 from __future__ import annotations
@@ -26,12 +31,17 @@ from peerlearn.messages import eval_to_proto, info_to_proto, step_to_proto
 from peerlearn.security import MalformedRequestGuard, ServerSecurity
 from peerlearn.tensors import WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
-from peerlearn.v1 import peer_pb2_grpc
+from peerlearn.v1 import peer_pb2_grpc, tensor_pb2
 
 log = logging.getLogger("peerlearn.peer")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PeerService"].full_name
 # Bounded concurrency: beyond this many RPCs in flight the server answers RESOURCE_EXHAUSTED.
 MAX_CONCURRENT_RPCS = 64
+# Suggest/Evaluate batches up to this many rows run inline on the event loop (a lock-step group sends N
+# states per Suggest and N + ~2 x trust_batch per Evaluate); larger ones go to the worker, where they
+# count toward MAX_CONCURRENT_RPCS: an inline call never yields, so a flood of inline calls would be
+# queued and served one by one, never refused. Those are cheap (milliseconds); heavy ones are refused.
+INLINE_MAX_ROWS = 256
 Reply = TypeVar("Reply")
 
 
@@ -39,12 +49,19 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-worker")
-        # A/B switch (docs/performance.md): run the work on the event loop itself, without the hand-off
-        # to the worker thread and back. Overlap training needs the worker, so it keeps it.
-        self.inline = os.environ.get("PEERLEARN_INLINE_CALLS") == "1" and not peer.config.overlap_training
+        # Overlap training runs gradient steps on the worker after Step returns, so it keeps the worker.
+        self.inline = os.environ.get("PEERLEARN_INLINE_CALLS", "1") != "0" and not peer.config.overlap_training
+        self.worker_jobs = 0  # calls on the worker or queued for it; only the event loop changes it
+
+    async def _on_worker(self, work: Callable[[], Reply]) -> Reply:
+        self.worker_jobs += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+        finally:
+            self.worker_jobs -= 1
 
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], Reply],
-                   read_only: bool) -> Reply:
+                   read_only: bool, short: bool = False) -> Reply:
         def guarded() -> Reply:
             remaining = context.time_remaining()
             if read_only and remaining is not None and remaining <= 0:
@@ -53,9 +70,9 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
             return work()
 
         try:
-            if self.inline:
-                return guarded()
-            return await asyncio.get_running_loop().run_in_executor(self.executor, guarded)
+            if short and self.inline and self.worker_jobs == 0:
+                return guarded()  # nothing else can touch the learner while this holds the loop
+            return await self._on_worker(guarded)
         except PeerError as err:
             await context.abort(err.code, err.message)
         except WireError as err:
@@ -66,13 +83,13 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
         raise AssertionError("unreachable: context.abort raises")
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.PeerInfo:
-        return await self._run(context, lambda: info_to_proto(self.peer.info()), read_only=True)
+        return await self._run(context, lambda: info_to_proto(self.peer.info()), read_only=True, short=True)
 
     async def Suggest(self, request: pb.SuggestRequest, context: grpc.aio.ServicerContext) -> pb.SuggestReply:
         def work() -> pb.SuggestReply:
             states = from_tensor(request.states, "states")
             return pb.SuggestReply(actions=to_tensor(self.peer.suggest(states, request.deterministic)))
-        return await self._run(context, work, read_only=True)
+        return await self._run(context, work, read_only=True, short=_rows(request.states) <= INLINE_MAX_ROWS)
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext) -> pb.EvaluateReply:
         def work() -> pb.EvaluateReply:
@@ -80,7 +97,8 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
             q, v = self.peer.evaluate(_batch(request, "q_states", obs), _batch(request, "q_actions", act),
                                       _batch(request, "v_states", obs))
             return pb.EvaluateReply(q_values=to_tensor(q), v_values=to_tensor(v))
-        return await self._run(context, work, read_only=True)
+        rows = _rows(request.q_states) + _rows(request.v_states)
+        return await self._run(context, work, read_only=True, short=rows <= INLINE_MAX_ROWS)
 
     async def Reset(self, request: pb.ResetRequest, context: grpc.aio.ServicerContext) -> pb.ResetReply:
         def work() -> pb.ResetReply:
@@ -93,7 +111,7 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
             action = from_tensor(request.action, "action") if request.HasField("action") else None
             return step_to_proto(self.peer.step(request.step_id, action))
         if not self.peer.config.overlap_training:
-            return await self._run(context, work, read_only=False)
+            return await self._run(context, work, read_only=False, short=True)
         try:
             return await self._run(context, work, read_only=False)
         finally:
@@ -125,6 +143,11 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
             tag, last = self.peer.load(request.tag)
             return pb.LoadReply(tag=tag, last_step_id=last)
         return await self._run(context, work, read_only=False)
+
+
+def _rows(tensor: tensor_pb2.Tensor) -> int:
+    """The batch size a tensor declares (before decoding: a lie is caught when it is decoded)."""
+    return int(tensor.shape[0]) if len(tensor.shape) else 0
 
 
 def _batch(request: Any, field: str, space: Any) -> Any:

@@ -1,6 +1,6 @@
-"""A/B of where a peer runs its work: on its worker thread (default) or on the event loop itself
-(PEERLEARN_INLINE_CALLS=1), N=4 HalfCheetah over gRPC, interleaved repeats, with and without
-training. Run from the repository root on an otherwise idle machine:
+"""A/B of where a peer runs its lock-step calls: on its worker thread (PEERLEARN_INLINE_CALLS=0, the
+earlier default) or on the event loop itself (=1, now the default), N=4 HalfCheetah over gRPC,
+interleaved repeats, with and without training. Run from the repository root on an idle machine:
 
     PYTHONPATH=. .venv/bin/python results/bench/inline_ab.py [REPEATS] [STEPS]
 """
@@ -22,7 +22,8 @@ async def main(repeats: int, steps: int) -> None:
                 results[mode].append(row.ms_per_group_step)
                 print(f"training={training} {mode}: {row.ms_per_group_step:.2f} ms/group step", flush=True)
         for mode, xs in results.items():
-            print(f"SUMMARY training={training} {mode}: mean {sum(xs) / len(xs):.2f} ms ({', '.join(f'{x:.2f}' for x in xs)})")
+            each = ", ".join(f"{x:.2f}" for x in xs)
+            print(f"SUMMARY training={training} {mode}: mean {sum(xs) / len(xs):.2f} ms ({each})")
 
 
 if __name__ == "__main__":

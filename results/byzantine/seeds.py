@@ -3,7 +3,7 @@
 Two studies, each a list of (label, peers, steps, aggregation, reputation_lr) run for several seeds:
 
 - `collude_subtle`: a subtle_bias learner and a colluding pair in a 4-peer Room-6 group, 2,000 steps,
-  alpha 0.01 (the suite's scale), seeds 0-4: the single-seed figures of collude_subtle_bias.py with
+  alpha 0.01 (the suite's scale), seeds 0-4: an earlier session's single-seed figures, now with
   intervals.
 - `paper_alpha`: the suite's claims at the paper's alpha = 0.001, with a budget long enough for the
   reputations to forget their optimistic initial value of 200: the 6-peer bad-adviser group (and the
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from tests.test_byzantine import ATTACKERS, HONEST, run_group_inproc
 
 # Two-sided 95% Student t quantiles by degrees of freedom (scipy is not a dependency of peerlearn).
@@ -34,17 +35,18 @@ T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 OUT = Path(__file__).with_name("seeds.jsonl")
 COLLUDERS = [("learner", "collude:peer-3-collude"), ("learner", "collude:peer-2-collude")]
 PAPER_STEPS, PAPER_WINDOW = 30_000, 5_000
+SEEDS5, SELF = [0, 1, 2, 3, 4], [HONEST, HONEST, HONEST, ("learner", "self_promote")]
 STUDIES: dict[str, list[tuple[str, list[tuple[str, str]], int, str, float, list[int]]]] = {
     "collude_subtle": [
-        ("subtle_bias, median", [HONEST, HONEST, HONEST, ("learner", "subtle_bias")], 2000, "median", 0.01, [0, 1, 2, 3, 4]),
-        ("collude, median", [HONEST, HONEST, *COLLUDERS], 2000, "median", 0.01, [0, 1, 2, 3, 4]),
-        ("collude, mean", [HONEST, HONEST, *COLLUDERS], 2000, "mean", 0.01, [0, 1, 2, 3, 4]),
+        ("subtle_bias, median", [HONEST, HONEST, HONEST, ("learner", "subtle_bias")], 2000, "median", 0.01, SEEDS5),
+        ("collude, median", [HONEST, HONEST, *COLLUDERS], 2000, "median", 0.01, SEEDS5),
+        ("collude, mean", [HONEST, HONEST, *COLLUDERS], 2000, "mean", 0.01, SEEDS5),
     ],
     "paper_alpha": [
         ("bad advisers, median", [HONEST, HONEST, *ATTACKERS], PAPER_STEPS, "median", 0.001, [0, 1, 2]),
         ("clean, median", [HONEST, HONEST], PAPER_STEPS, "median", 0.001, [0, 1, 2]),
-        ("self_promote, median", [HONEST, HONEST, HONEST, ("learner", "self_promote")], PAPER_STEPS, "median", 0.001, [0, 1]),
-        ("self_promote, mean", [HONEST, HONEST, HONEST, ("learner", "self_promote")], PAPER_STEPS, "mean", 0.001, [0, 1]),
+        ("self_promote, median", SELF, PAPER_STEPS, "median", 0.001, [0, 1]),
+        ("self_promote, mean", SELF, PAPER_STEPS, "mean", 0.001, [0, 1]),
     ],
 }
 
@@ -79,12 +81,13 @@ def done() -> set[tuple[str, str, int]]:
 
 def run(studies: list[str]) -> None:
     finished = done()
-    jobs = [(s, label, peers, steps, agg, lr, seed) for s in studies for label, peers, steps, agg, lr, seeds in STUDIES[s]
+    jobs = [(s, label, peers, steps, agg, lr, seed)
+            for s in studies for label, peers, steps, agg, lr, seeds in STUDIES[s]
             for seed in seeds if (s, label, seed) not in finished]
     jobs.sort(key=lambda j: -j[3] * len(j[2]))  # longest first: two workers finish together
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(one_run, *job) for job in jobs]
-        for job, future in zip(jobs, futures):
+        for job, future in zip(jobs, futures, strict=True):
             result = future.result()
             with OUT.open("a") as f:
                 f.write(json.dumps(result) + "\n")

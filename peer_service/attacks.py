@@ -96,7 +96,13 @@ _BOARD: dict[str, OrderedDict[bytes, int | bytes]] = {}
 
 
 class MemoryBoard:
-    """The colluders' board in this process (in-process groups)."""
+    """The colluders' board in this process (in-process groups). A colluder created anew starts with
+    an empty entry of its own: what an earlier group in this process posted under the same peer id
+    must not reach its partner in this one (it did: runs in a reused worker process differed from
+    fresh ones)."""
+
+    def __init__(self, peer_id: str) -> None:
+        _BOARD[peer_id] = OrderedDict()
 
     def post(self, peer_id: str, entries: list[tuple[bytes, int | bytes]]) -> None:
         board = _BOARD.setdefault(peer_id, OrderedDict())
@@ -163,7 +169,7 @@ class Attack:
     def __init__(self, spec: AttackSpec, peer_id: str, action_space: gym.Space, room_size: int | None,
                  seed: int, board_dir: str | None = None) -> None:
         self.spec = spec
-        self.board: MemoryBoard | DirectoryBoard = DirectoryBoard(board_dir) if board_dir else MemoryBoard()
+        self.board: MemoryBoard | DirectoryBoard = DirectoryBoard(board_dir) if board_dir else MemoryBoard(peer_id)
         self.peer_id = peer_id
         self.action_space = action_space
         self.room_size = room_size

@@ -290,6 +290,22 @@ def test_colluders_recognise_steps_that_followed_the_partner(board: str, tmp_pat
         assert (tmp_path / "collusion" / "peer-b.board").read_text().count("\n") == 1
 
 
+def test_a_new_in_process_group_starts_with_an_empty_collusion_board() -> None:
+    """Posts of an earlier group in this process (same peer ids) must not reach the next group's
+    colluders: reused worker processes gave other figures than fresh ones before this was fixed."""
+    import gymnasium as gym
+
+    from peer_service.attacks import Attack, _key, parse_attack
+
+    space, s0 = gym.spaces.Discrete(4), np.array([0.2, 0.5, 0.0, 0.2], np.float32)
+    first = Attack(parse_attack("collude:peer-a:10"), "peer-b", space, 6, seed=1)
+    first.suggest(s0[None], np.array([3]), np.array([False]))
+    assert first.board.lookup("peer-b", _key(s0)) is not None
+    Attack(parse_attack("collude:peer-b:10"), "peer-a", space, 6, seed=0)  # the next group's pair
+    second = Attack(parse_attack("collude:peer-a:10"), "peer-b", space, 6, seed=1)
+    assert second.board.lookup("peer-b", _key(s0)) is None
+
+
 def test_colluding_peer_processes_share_a_board_over_grpc(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`collude` between separate peer processes: `peerlearn run` gives the colluders RUN_DIR/collusion,
     each posts what it suggested there, and each reads its partner's posts when it steps."""

@@ -253,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command in ("run", "orchestrate"):
-        # SIGTERM ends a run like Ctrl-C: the launcher's cleanup stops every peer it started.
+        # SIGTERM ends a run like Ctrl-C: the launcher's cleanup stops every peer it started. Both go
+        # through SIGINT, so it must be live: a run started in the background by a script (`cmd &`
+        # in a non-interactive shell) inherits SIGINT ignored, and then never stopped on SIGTERM.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return int(args.func(args) or 0)

@@ -134,11 +134,19 @@ def test_orchestrate_probe_and_status_against_running_peers(peer_processes: dict
     assert int(rows[-1]["steps/dqn"]) == 150 and int(rows[-1]["steps/expert"]) == 0  # advisers do not act
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_stops_all_its_peers(tmp_path: Path, sig: int) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig, sigint_ignored", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                                 (signal.SIGTERM, True)])
+def test_interrupted_run_stops_all_its_peers(tmp_path: Path, sig: int, sigint_ignored: bool) -> None:
+    """sigint_ignored: started as a shell script's background job is (`peerlearn run &`), with SIGINT
+    ignored from the start; SIGTERM must still stop it (it hung before the fix in cli.py)."""
     proc = subprocess.Popen([sys.executable, "-m", "peerlearn.cli", "run", "--peers", "2", "--steps", "100000",
                              "--out", str(tmp_path), "--name", "int", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ignore_sigint if sigint_ignored else None)
     table = tmp_path / "int" / "peers.json"
     try:
         deadline = time.monotonic() + 120

@@ -45,8 +45,8 @@ STUDIES: dict[str, list[tuple[str, list[tuple[str, str]], int, str, float, list[
     "paper_alpha": [
         ("bad advisers, median", [HONEST, HONEST, *ATTACKERS], PAPER_STEPS, "median", 0.001, [0, 1, 2]),
         ("clean, median", [HONEST, HONEST], PAPER_STEPS, "median", 0.001, [0, 1, 2]),
-        ("self_promote, median", SELF, PAPER_STEPS, "median", 0.001, [0, 1]),
-        ("self_promote, mean", SELF, PAPER_STEPS, "mean", 0.001, [0, 1]),
+        ("self_promote, median", SELF, PAPER_STEPS, "median", 0.001, [0, 1, 2]),
+        ("self_promote, mean", SELF, PAPER_STEPS, "mean", 0.001, [0, 1, 2]),
     ],
 }
 

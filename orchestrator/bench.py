@@ -138,9 +138,10 @@ def compute_limit(task: str, steps: int, seed: int = 0, every: int = 1) -> float
     return (time.perf_counter() - t0) / steps
 
 
-def _peak_rss_mb(pid: int) -> float:
+def _status_mib(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of /proc/PID/status in MiB (VmRSS: resident now; VmHWM: its peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -158,18 +159,11 @@ async def startup(task: str, n: int, fork_server: bool = True) -> tuple[float, f
             first = time.perf_counter() - t0
             for _ in range(200):
                 await group.step()
-            rss = max(_peak_rss_mb(pid) for pid in local.pids)
+            rss = max(_status_mib(pid, "VmHWM") for pid in local.pids)
             await group.health.close()
             for c in clients:
                 await c.close()
     return first, rss
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
@@ -190,8 +184,8 @@ async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
             per_transition = 2 * 4 * obs_dim + action_bytes + 3 * 4
             for k in range(steps + 1):
                 if k % every == 0:
-                    rows.append({"group_step": k, "peer_rss_mib": max(_rss_mb(p) for p in local.pids),
-                                 "orchestrator_rss_mib": _rss_mb(os.getpid()),
+                    rows.append({"group_step": k, "peer_rss_mib": max(_status_mib(p) for p in local.pids),
+                                 "orchestrator_rss_mib": _status_mib(os.getpid()),
                                  "replay_buffer_filled_mib": per_transition * k / 2**20})
                 if k < steps:
                     await group.step()

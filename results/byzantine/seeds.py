@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.test_byzantine import ATTACKERS, HONEST, run_group_inproc
+from tests.test_byzantine import ATTACKERS, HONEST, follow_rate, run_group_inproc
 
 # Two-sided 95% Student t quantiles by degrees of freedom (scipy is not a dependency of peerlearn).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -62,12 +62,7 @@ def one_run(study: str, label: str, peers: list[tuple[str, str]], steps: int, ag
     rates = []  # per window: every peer's follow rate by the honest learners (their own row excluded)
     for end, counts in r["windows"]:
         c = np.array(counts)
-        row = []
-        for target in range(len(peers)):
-            askers = [a for a in honest if a != target]
-            total = c[askers].sum()
-            row.append(float(c[askers, target].sum() / total) if total else 0.0)
-        rates.append({"end": end, "rates": row})
+        rates.append({"end": end, "rates": [follow_rate(c, target, honest) for target in range(len(peers))]})
     return {"study": study, "label": label, "seed": seed, "steps": steps, "aggregation": aggregation, "lr": lr,
             "names": r["names"], "honest": honest, "windows": rates, "agent_values": r["agent_values"],
             "returns": {str(k): v for k, v in r["returns"].items()}, "turned_at": r["turned_at"]}

@@ -82,11 +82,13 @@ async def _timed(group: Group, steps: int, turns: int | None = None) -> tuple[fl
 
 
 async def measure(transport: str, task: str, n: int, training: bool, steps: int, warmup: int = 100,
-                  seed: int = 0, turns: int | None = None, overlap_training: bool = False, every: int = 1) -> Row:
-    """`overlap_training=False` starts the peers with their gradient steps inside Step (for the A/B)."""
+                  seed: int = 0, turns: int | None = None, overlap_training: bool = False, every: int = 1,
+                  values_in_step: bool = True) -> Row:
+    """`overlap_training=False` starts the peers with their gradient steps inside Step (for the A/B);
+    `values_in_step=False` sends trust evidence in a separate Evaluate (the A/B of that)."""
     specs = _specs(task, n, warmup, training, seed, every)
     config = RunConfig(task=task, peers=n, steps=10**6, seed=seed, transport=transport, status_port=-1,
-                       progress=False, rpc_timeout_s=30, step_timeout_s=60)
+                       progress=False, rpc_timeout_s=30, step_timeout_s=60, values_in_step=values_in_step)
     with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
         local = LocalPeers(specs, Path(tmp)) if transport == "grpc" else None
         try:

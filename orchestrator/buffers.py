@@ -46,10 +46,17 @@ class SuggestionBuffer:
 
     def sample(self, rng: np.random.Generator, k: int) -> Batch | None:
         """k entries without replacement; None until the buffer holds more than k (as the reference)."""
-        if k <= 0 or self.size <= k:
+        idx = self.draw(rng, k)
+        return None if idx is None else self.take(idx)
+
+    def draw(self, rng: np.random.Generator, k: int, pending: bool = False) -> np.ndarray | None:
+        """The slots `sample` would take; with `pending`, as the buffer will stand once one more
+        transition is added: that transition's slot is `pos` (the oldest entry's when full, which it
+        replaces), so slot `pos` then stands for the pending transition."""
+        size = min(self.size + pending, self.capacity)
+        if k <= 0 or size <= k:
             return None
-        idx = rng.choice(self.size, size=k, replace=False)
-        return self.take(idx)
+        return rng.choice(size, size=k, replace=False)
 
     def take(self, idx: np.ndarray) -> Batch:
         return Batch(self.obs[idx], self.followed[idx], self.rewards[idx], self.next_obs[idx], self.terminated[idx])

@@ -43,6 +43,9 @@ class RunConfig:
     suggestion_buffer: int = 1000
     trust_batch: int = 10
     """Entries per trust update; agent values draw max(1, trust_batch // N) per learning peer."""
+    values_in_step: bool = True
+    """Peers that offer it value the trust and agent-value evidence inside Step (one call per peer and
+    step instead of two; orchestrator/evidence.py); false = always a separate Evaluate (the A/B)."""
     agent_value_aggregation: str = "median"
     """How the learners' evidence becomes agent values: median (robust, a peer's evidence about itself
     excluded), trimmed_mean, or mean (the paper's pooled mean)."""

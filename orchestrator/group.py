@@ -5,7 +5,9 @@ One group step, top to bottom:
   2. Suggest   one batched call per adviser, all advisers concurrently;
   3. Evaluate  one batched call per acting learner, concurrently: Q of its candidate actions and
                V of the suggestion-buffer samples that its trust and the group's agent values need
-               (on steps where nobody decides by critic, it runs concurrently with Suggest);
+               (on steps where nobody decides by critic, it runs concurrently with Suggest); peers
+               with `values_in_step` value those samples inside the previous Step instead
+               (evidence.py), so they get an Evaluate only when they decide by critic;
   4. update    trust (own evidence) and agent values (pooled evidence), then choose by softmax;
   5. Step      one call per acting peer, concurrently; executed transitions enter the buffers.
 A missing, late or invalid reply makes that peer abstain from the round; it never stops the group.
@@ -23,11 +25,12 @@ from typing import Any
 import numpy as np
 
 import peerlearn
-from orchestrator.buffers import Batch, SuggestionBuffer
+from orchestrator.buffers import SuggestionBuffer
 from orchestrator.config import RunConfig
+from orchestrator.evidence import Evidence, EvidenceDraw, draw_evidence, evidence_from_values
 from orchestrator.health import HEALTHY, HealthMonitor
 from orchestrator.transport import PeerCallError, PeerClient
-from orchestrator.trust import aggregate_agent_values, choose, combine, td_targets, update_reputation
+from orchestrator.trust import aggregate_agent_values, choose, combine, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.tensors import WireError, spaces_equal
 from peerlearn.validation import check_actions, check_states, check_values
@@ -75,9 +78,6 @@ class Member:
         return self.step_id < self.info.warmup_steps
 
 
-Sample = tuple[Member, str, Batch, np.ndarray]  # (evaluating peer, "trust"/"agent_values", batch, targets)
-
-
 @dataclass
 class Plan:
     deciding: bool
@@ -102,6 +102,11 @@ class Group:
         self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
         self.av_batch = max(1, config.trust_batch // n)  # section 9.5: at least one entry per peer
+        self.evidence_batches = ([("trust", config.trust_batch)] if config.use_trust else []) + \
+            ([("agent_values", self.av_batch)] if config.use_agent_values else [])
+        self.reputations = config.mode == "peer" and bool(self.evidence_batches)
+        # Evidence valued inside the last Step (values_in_step peers), applied with the next step's.
+        self.pending_evidence: list[Evidence] = []
         self.t = 0
         self.started = time.perf_counter()
         self._t_started = 0
@@ -163,17 +168,19 @@ class Group:
             # A decision needs the candidates' Q values: Evaluate waits for the suggestions.
             suggestions = await self._suggest_round(plans)
             t1 = time.perf_counter()
-            q_values, samples = await self._evaluate_round(acting, plans, suggestions)
+            q_values, evidence = await self._evaluate_round(acting, plans, suggestions)
         else:
             # Otherwise (9 steps in 10) Evaluate only values buffer samples: overlap it with Suggest,
             # two round trips instead of three, same number of calls.
-            suggestions, (q_values, samples) = await asyncio.gather(
+            suggestions, (q_values, evidence) = await asyncio.gather(
                 self._suggest_round(plans), self._evaluate_round(acting, plans, {}))
             t1 = time.perf_counter()
         t2 = time.perf_counter()
-        # The samples were drawn from buffers holding the previous step's transition and scored by
-        # critics that trained on it: this is the reference's "update after every env step".
-        self._update_reputations(samples)
+        # The evidence was drawn from buffers holding the previous step's transition and scored by
+        # critics that trained on it (in this step's Evaluate, or inside the previous Step for
+        # values_in_step peers): this is the reference's "update after every env step".
+        evidence, self.pending_evidence = self.pending_evidence + evidence, []
+        self._update_reputations(evidence)
         choices = {m.index: self._choose(m, plans[m.index], suggestions, q_values.get(m.index)) for m in acting}
         await self._step_round(acting, choices)
         t3 = time.perf_counter()
@@ -228,31 +235,25 @@ class Group:
         return {key: act for part in results for key, act in part.items()}
 
     # 3. Evaluate round -----------------------------------------------------
-    async def _evaluate_round(self, acting: list[Member], plans: dict[int, Plan],
-                              suggestions: dict[tuple[int, int], np.ndarray]) -> tuple[dict[int, Scored], list[Sample]]:
+    async def _evaluate_round(self, acting: list[Member], plans: dict[int, Plan], suggestions: dict[tuple[int, int],
+                              np.ndarray]) -> tuple[dict[int, Scored], list[Evidence]]:
         cfg = self.config
-        reputations = cfg.mode == "peer" and (cfg.use_trust or cfg.use_agent_values)
-        obs_space = self.members[0].info.observation_space
+        obs_space, act_space = self.members[0].info.observation_space, self.members[0].info.action_space
 
-        async def evaluate(m: Member) -> tuple[int, tuple[list[int], np.ndarray] | None, list]:
+        async def evaluate(m: Member) -> tuple[int, Scored | None, list[Evidence]]:
             plan = plans.get(m.index, Plan(False, []))
             candidates = [j for j in plan.ask if (m.index, j) in suggestions] if (
                 plan.deciding and cfg.mode == "peer" and cfg.use_critic) else []
-            draws: list[tuple[str, Batch]] = []
-            if reputations and m.buffer is not None:
-                if cfg.use_trust and (b := m.buffer.sample(self.rng, cfg.trust_batch)) is not None:
-                    draws.append(("trust", b))
-                if cfg.use_agent_values and (b := m.buffer.sample(self.rng, self.av_batch)) is not None:
-                    draws.append(("agent_values", b))
-            if not candidates and not draws:
+            draw = None
+            if self.reputations and m.buffer is not None and not self._values_in_step(m):
+                draw = draw_evidence(m.buffer, self.rng, self.evidence_batches)
+            if not candidates and draw is None:
                 return m.index, None, []
             q_states = np.repeat(m.obs[None].astype(np.float32), len(candidates), axis=0) if candidates else \
                 np.zeros((0, *obs_space.shape), np.float32)
             q_actions = np.stack([suggestions[(m.index, j)] for j in candidates]) if candidates else \
-                np.zeros((0, *(self.members[0].info.action_space.shape or ())),
-                         np.int64 if not self.members[0].info.action_space.shape else np.float32)
-            v_states = np.concatenate([np.concatenate([b.next_obs, b.obs]) for _, b in draws]) if draws else \
-                np.zeros((0, *obs_space.shape), np.float32)
+                np.zeros((0, *(act_space.shape or ())), np.float32 if act_space.shape else np.int64)
+            v_states = draw.v_states if draw is not None else np.zeros((0, *obs_space.shape), np.float32)
             try:
                 q, v = await m.client.evaluate(q_states, q_actions, check_states(v_states, obs_space, "v"))
                 q = check_values(q, len(candidates), "q_values")
@@ -261,33 +262,31 @@ class Group:
                 self._failed(m, "Evaluate", err)
                 return m.index, None, []
             self.health.on_success(m)
-            out, offset = [], 0
-            for kind, b in draws:
-                k = len(b)
-                v_next, v_now = v[offset:offset + k], v[offset + k:offset + 2 * k]
-                offset += 2 * k
-                targets = td_targets(b.rewards, v_next, v_now, b.terminated, m.info.gamma, cfg.use_advantage)
-                out.append((m, kind, b, targets))
-            return m.index, ((candidates, q) if candidates else None), out
+            found = evidence_from_values(draw, v, m.buffer, m.index, m.info.gamma, cfg.use_advantage) \
+                if draw is not None and m.buffer is not None else []
+            return m.index, ((candidates, q) if candidates else None), found
 
         learners = [m for m in acting if m.info.capabilities.evaluates and self.health.usable(m)]
         results = await asyncio.gather(*(evaluate(m) for m in learners))
         q_values = {i: qc for i, qc, _ in results if qc is not None}
-        samples = [s for _, _, part in results for s in part]
-        return q_values, samples
+        return q_values, [e for _, _, part in results for e in part]
 
-    def _update_reputations(self, samples: list[Sample]) -> None:
+    def _values_in_step(self, m: Member) -> bool:
+        return self.config.values_in_step and m.info.capabilities.values_in_step
+
+    def _update_reputations(self, evidence: list[Evidence]) -> None:
         """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
         evidence of all learners, each scored by its own critic (Eq. 7)."""
         lr = self.config.reputation_lr
-        evidence = []
-        for m, kind, batch, targets in samples:
+        pooled = []
+        for index, kind, followed, targets in evidence:
             if kind == "trust":
-                m.trust = update_reputation(m.trust, batch.followed, targets, lr)
+                m = self.members[index]
+                m.trust = update_reputation(m.trust, followed, targets, lr)
             else:
-                evidence.append((m.index, batch.followed, targets))
-        if evidence:
-            self.agent_values = aggregate_agent_values(self.agent_values, evidence, lr,
+                pooled.append((index, followed, targets))
+        if pooled:
+            self.agent_values = aggregate_agent_values(self.agent_values, pooled, lr,
                                                        self.config.agent_value_aggregation,
                                                        running=self.av_evidence)
 
@@ -322,15 +321,28 @@ class Group:
     async def _step_round(self, acting: list[Member], choices: dict[int, tuple[int, np.ndarray | None]]) -> None:
         async def step(m: Member) -> None:
             followed, action = choices[m.index]
-            result = await self._step_with_retry(m, action)
+            stored = followed != NOBODY and m.buffer is not None and self.config.mode == "peer"
+            draw = None
+            if self.reputations and m.buffer is not None and self._values_in_step(m):
+                # Drawn now, before the transition exists, from the buffer as it will stand with it.
+                draw = draw_evidence(m.buffer, self.rng, self.evidence_batches, m.obs if stored else None)
+            result = await self._step_with_retry(m, action, draw)
             if result is None:
                 return
             obs = m.obs
             m.step_id, m.steps = result.step_id, m.steps + 1
             if followed != NOBODY:
                 m.follow_counts[followed] += 1
-                if m.buffer is not None and self.config.mode == "peer":
-                    m.buffer.add(obs, followed, result.reward, result.next_observation, result.terminated)
+            if stored and m.buffer is not None:
+                m.buffer.add(obs, followed, result.reward, result.next_observation, result.terminated)
+            if draw is not None and m.buffer is not None:
+                try:
+                    values = check_values(result.v_values if result.v_values is not None else np.zeros(0),
+                                          draw.values_expected, "Step v_values")
+                    self.pending_evidence += evidence_from_values(draw, values, m.buffer, m.index, m.info.gamma,
+                                                                  self.config.use_advantage)
+                except WireError as err:  # the step stands; only its evidence is lost, as a bad Evaluate's
+                    self._failed(m, "Step", err)
             m.obs = result.reset_observation if result.done else result.next_observation
             if self.recorder is not None:
                 self.recorder.step_result(self, m, result)
@@ -339,11 +351,13 @@ class Group:
 
         await asyncio.gather(*(step(m) for m in acting if self.health.usable(m)))
 
-    async def _step_with_retry(self, m: Member, action: np.ndarray | None) -> StepResult | None:
+    async def _step_with_retry(self, m: Member, action: np.ndarray | None,
+                               draw: EvidenceDraw | None = None) -> StepResult | None:
         step_id = m.step_id + 1
         for attempt in range(2):  # one retry: the peer replays an already applied step id
             try:
-                result = await m.client.step(step_id, action)
+                result = await (m.client.step(step_id, action) if draw is None else
+                                m.client.step(step_id, action, draw.v_states, draw.next_observation_values))
                 check_states(result.next_observation[None], m.info.observation_space, "next_observation")
                 if result.done and result.reset_observation is None:
                     raise WireError("episode ended without reset_observation")
@@ -407,6 +421,7 @@ class Group:
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
         return {"t": self.t, "rng": self.rng.bit_generator.state, "agent_values": self.agent_values.copy(),
                 "av_evidence": self.av_evidence.copy(),
+                "pending_evidence": [(i, kind, f.copy(), t.copy()) for i, kind, f, t in self.pending_evidence],
                 "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
                              "trust": m.trust.copy(), "follow_counts": m.follow_counts.copy(),
                              "last_eval_return": m.last_eval_return,
@@ -435,6 +450,8 @@ class Group:
         self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
         if "av_evidence" in state:
             self.av_evidence = np.asarray(state["av_evidence"], dtype=np.float64).copy()
+        self.pending_evidence = [(int(i), str(kind), np.asarray(f).copy(), np.asarray(t).copy())
+                                 for i, kind, f, t in state.get("pending_evidence", [])]
         for m, saved in zip(self.members, state["members"], strict=True):
             m.steps, m.trust = int(saved["steps"]), np.asarray(saved["trust"], dtype=np.float64).copy()
             m.follow_counts = np.asarray(saved["follow_counts"]).copy()

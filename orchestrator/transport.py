@@ -62,7 +62,9 @@ class PeerClient(abc.ABC):
     async def reset(self, seed: int | None) -> tuple[np.ndarray, int]: ...
 
     @abc.abstractmethod
-    async def step(self, step_id: int, action: np.ndarray | None) -> StepResult: ...
+    async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
+                   next_observation_values: int = 0) -> StepResult:
+        """v_states / next_observation_values only for peers with capabilities.values_in_step."""
 
     @abc.abstractmethod
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult: ...
@@ -120,8 +122,9 @@ class InprocPeerClient(PeerClient):
     async def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
         return self._call("Reset", self.peer.reset, seed)
 
-    async def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
-        return self._call("Step", self.peer.step, step_id, action)
+    async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
+                   next_observation_values: int = 0) -> StepResult:
+        return self._call("Step", self.peer.step, step_id, action, v_states, next_observation_values)
 
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
         return self._call("RunEvaluation", self.peer.run_evaluation, episodes, seed)
@@ -294,10 +297,13 @@ class GrpcPeerClient(PeerClient):
         reply = await self._call("Reset", request, self.deadlines.step_s)
         return self._decode("Reset", reply.observation, "observation"), reply.last_step_id
 
-    async def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
-        request = pb.StepRequest(step_id=step_id)
+    async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
+                   next_observation_values: int = 0) -> StepResult:
+        request = pb.StepRequest(step_id=step_id, next_observation_values=next_observation_values)
         if action is not None:
             request.action.CopyFrom(to_tensor(action))
+        if v_states is not None:
+            request.v_states.CopyFrom(to_tensor(v_states))
         reply = await self._call("Step", request, self.deadlines.step_s)
         try:
             return step_from_proto(reply)

@@ -31,6 +31,9 @@ from peer_service.validation import PeerError
 from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
 from peerlearn.validation import check_actions, check_states
 
+# Bound on StepRequest.next_observation_values (the orchestrator sends at most trust + agent-value batch).
+MAX_NEXT_OBSERVATION_VALUES = 1024
+
 ROLES = ("learner", "expert", "adversary")
 # Discount of a scripted adviser's exact critic (the paper's DQN gamma on Room).
 SCRIPTED_GAMMA = 0.99
@@ -109,7 +112,11 @@ class Peer:
             language=f"python/{platform.python_version()}", implementation=implementation, env_id=self.env_id,
             observation_space=self.observation_space, action_space=self.action_space,
             # A scripted adviser evaluates with its exact critic (room_critic.py) but neither acts nor learns.
-            capabilities=Capabilities(advises=True, evaluates=True, acts=learns, learns=learns),
+            # values_in_step: a learner values the trust evidence inside Step, after its gradient steps.
+            # Not with overlap_training, whose gradient steps come after the reply (the values would
+            # have to wait for them, and the overlap would be gone).
+            capabilities=Capabilities(advises=True, evaluates=True, acts=learns, learns=learns,
+                                      values_in_step=learns and not self.config.overlap_training),
             gamma=self.learner.preset.gamma if learns else SCRIPTED_GAMMA,
             warmup_steps=self.learner.preset.learning_starts if learns else 0,
             last_step_id=self.last_step_id, episode_active=self.observation is not None)
@@ -160,13 +167,21 @@ class Peer:
         self.episode_return, self.episode_length = 0.0, 0
         return self.observation, self.last_step_id
 
-    def step(self, step_id: int, action: np.ndarray | None) -> StepResult:
+    def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
+             next_observation_values: int = 0) -> StepResult:
+        """Execute one env step (and its gradient steps). With v_states / next_observation_values, also
+        value those states and the step's true next observation afterwards (capabilities.values_in_step)."""
         learner = self._require_learner("Step")
         self.settle()
         if self.observation is None:
             raise PeerError(grpc.StatusCode.FAILED_PRECONDITION, "Step before Reset: call Reset first")
         if action is not None:
             action = check_actions(action, self.action_space, None, "action")
+        if not 0 <= next_observation_values <= MAX_NEXT_OBSERVATION_VALUES:
+            raise PeerError(grpc.StatusCode.INVALID_ARGUMENT, f"next_observation_values must be in "
+                            f"0..{MAX_NEXT_OBSERVATION_VALUES}, got {next_observation_values}")
+        if v_states is not None:  # checked before the step: a bad request must not half-apply
+            v_states = check_states(v_states, self.observation_space, "v_states")
         if step_id == self.last_step_id and self._last_reply is not None:
             if _same_action(action, self._last_request_action):
                 replay = StepResult(**{**asdict(self._last_reply), "replayed": True})
@@ -199,8 +214,20 @@ class Peer:
             self.episode_return, self.episode_length = 0.0, 0
         else:
             self.observation = next_obs
+        if v_states is not None or next_observation_values:
+            result.v_values = self._values_after_step(v_states, np.asarray(next_obs), next_observation_values)
         self._last_reply, self._last_request_action = result, action
         return result
+
+    def _values_after_step(self, v_states: np.ndarray | None, next_obs: np.ndarray, copies: int) -> np.ndarray:
+        """V(v_states) then `copies` values of V(next_obs), through evaluate() (attacks included)."""
+        rows = v_states if v_states is not None else np.zeros((0, *self.observation_space.shape), np.float32)
+        if copies:
+            rows = np.concatenate([rows, np.repeat(next_obs.astype(np.float32)[None], copies, axis=0)])
+        no_q_states = np.zeros((0, *self.observation_space.shape), np.float32)
+        no_actions = np.zeros((0, *(self.action_space.shape or ())),
+                              dtype=np.float32 if self.action_space.shape else np.int64)
+        return self.evaluate(no_q_states, no_actions, rows)[1]
 
     def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
         learner = self._require_learner("RunEvaluation")

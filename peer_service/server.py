@@ -109,9 +109,11 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
     async def Step(self, request: pb.StepRequest, context: grpc.aio.ServicerContext) -> pb.StepReply:
         def work() -> pb.StepReply:
             action = from_tensor(request.action, "action") if request.HasField("action") else None
-            return step_to_proto(self.peer.step(request.step_id, action))
+            v_states = from_tensor(request.v_states, "v_states") if request.HasField("v_states") else None
+            return step_to_proto(self.peer.step(request.step_id, action, v_states, request.next_observation_values))
         if not self.peer.config.overlap_training:
-            return await self._run(context, work, read_only=False, short=True)
+            rows = _rows(request.v_states) + request.next_observation_values
+            return await self._run(context, work, read_only=False, short=rows <= INLINE_MAX_ROWS)
         try:
             return await self._run(context, work, read_only=False)
         finally:

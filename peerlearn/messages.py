@@ -21,6 +21,7 @@ class Capabilities:
     evaluates: bool = True
     acts: bool = True
     learns: bool = True
+    values_in_step: bool = False
 
 
 @dataclass
@@ -53,6 +54,7 @@ class StepResult:
     replayed: bool = False
     gradient_steps: int = 0
     losses: dict[str, float] = field(default_factory=dict)
+    v_values: np.ndarray | None = None  # values requested with the Step (capabilities.values_in_step)
 
     @property
     def done(self) -> bool:
@@ -80,7 +82,8 @@ def info_to_proto(info: PeerInfo) -> pb.PeerInfo:
         protocol_version=info.protocol_version, peer_id=info.peer_id, language=info.language,
         implementation=info.implementation, env_id=info.env_id,
         observation_space=space_to_proto(info.observation_space), action_space=space_to_proto(info.action_space),
-        capabilities=pb.Capabilities(advises=c.advises, evaluates=c.evaluates, acts=c.acts, learns=c.learns),
+        capabilities=pb.Capabilities(advises=c.advises, evaluates=c.evaluates, acts=c.acts, learns=c.learns,
+                                     values_in_step=c.values_in_step),
         gamma=info.gamma, warmup_steps=info.warmup_steps, last_step_id=info.last_step_id,
         episode_active=info.episode_active)
 
@@ -92,7 +95,8 @@ def info_from_proto(msg: pb.PeerInfo) -> PeerInfo:
         implementation=msg.implementation, env_id=msg.env_id,
         observation_space=space_from_proto(msg.observation_space),
         action_space=space_from_proto(msg.action_space),
-        capabilities=Capabilities(advises=c.advises, evaluates=c.evaluates, acts=c.acts, learns=c.learns),
+        capabilities=Capabilities(advises=c.advises, evaluates=c.evaluates, acts=c.acts, learns=c.learns,
+                                  values_in_step=c.values_in_step),
         gamma=msg.gamma, warmup_steps=msg.warmup_steps, last_step_id=msg.last_step_id,
         episode_active=msg.episode_active)
 
@@ -107,6 +111,8 @@ def step_to_proto(res: StepResult) -> pb.StepReply:
         reply.episode_length = res.episode_length or 0
     if res.reset_observation is not None:
         reply.reset_observation.CopyFrom(to_tensor(res.reset_observation))
+    if res.v_values is not None:
+        reply.v_values.CopyFrom(to_tensor(res.v_values))
     return reply
 
 
@@ -119,7 +125,8 @@ def step_from_proto(msg: pb.StepReply) -> StepResult:
         episode_return=msg.episode_return if done else None, episode_length=msg.episode_length if done else None,
         reset_observation=from_tensor(msg.reset_observation, "reset_observation")
         if msg.HasField("reset_observation") else None,
-        replayed=msg.replayed, gradient_steps=msg.gradient_steps, losses=dict(msg.losses))
+        replayed=msg.replayed, gradient_steps=msg.gradient_steps, losses=dict(msg.losses),
+        v_values=from_tensor(msg.v_values, "v_values") if msg.HasField("v_values") else None)
 
 
 def eval_to_proto(res: EvalResult) -> pb.RunEvaluationReply:

@@ -172,6 +172,34 @@ def test_bad_step_actions_are_invalid_argument(stubs, case: str) -> None:  # typ
     assert stub.Step(pb.StepRequest(step_id=last + 1), timeout=TIMEOUT).step_id == last + 1  # nothing was applied
 
 
+def test_step_values_in_step_match_evaluate(stubs) -> None:  # type: ignore[no-untyped-def]
+    """values_in_step: the values a Step returns are the critic's after that step (DQN: V = max Q, no sampling)."""
+    stub = stubs["dqn"]
+    assert info_from_proto(stub.GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT)).capabilities.values_in_step
+    expert = info_from_proto(stubs["expert"].GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT))
+    assert not expert.capabilities.values_in_step
+    states = np.random.default_rng(1).random((5, 4)).astype(np.float32)
+    last = stub.Reset(pb.ResetRequest(), timeout=TIMEOUT).last_step_id
+    reply = step_from_proto(stub.Step(pb.StepRequest(step_id=last + 1, v_states=to_tensor(states),
+                                                     next_observation_values=2), timeout=TIMEOUT))
+    assert reply.v_values is not None and reply.v_values.shape == (7,) and reply.v_values.dtype == np.float32
+    rows = np.concatenate([states, np.repeat(reply.next_observation[None].astype(np.float32), 2, axis=0)])
+    after = from_tensor(stub.Evaluate(pb.EvaluateRequest(v_states=to_tensor(rows)), timeout=TIMEOUT).v_values)
+    np.testing.assert_array_equal(reply.v_values, after)
+    plain = step_from_proto(stub.Step(pb.StepRequest(step_id=last + 2), timeout=TIMEOUT))
+    assert plain.v_values is None  # nothing asked, nothing sent
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STATES) + ["next_observation_values beyond the bound"])
+def test_bad_step_values_requests_are_invalid_argument(stubs, case: str) -> None:  # type: ignore[no-untyped-def]
+    stub = stubs["dqn"]
+    last = stub.Reset(pb.ResetRequest(), timeout=TIMEOUT).last_step_id
+    request = pb.StepRequest(step_id=last + 1, next_observation_values=5000) if case not in BAD_STATES else \
+        pb.StepRequest(step_id=last + 1, v_states=BAD_STATES[case])
+    assert code_of(stub.Step, request) == grpc.StatusCode.INVALID_ARGUMENT
+    assert stub.Step(pb.StepRequest(step_id=last + 1), timeout=TIMEOUT).step_id == last + 1  # nothing was applied
+
+
 def test_evaluate_mismatched_batches_and_adviser_limits(stubs) -> None:  # type: ignore[no-untyped-def]
     request = pb.EvaluateRequest(q_states=to_tensor(np.zeros((3, 4), np.float32)),
                                  q_actions=to_tensor(np.zeros(2, np.int64)))

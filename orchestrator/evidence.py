@@ -1,0 +1,79 @@
+"""Trust and agent-value evidence (ALGORITHM.md sections 4-5): which suggestion-buffer entries a
+learner scores after a step, the states its critic must value, and the TD targets built from the
+values that come back.
+
+The values travel one of two ways:
+- inside Step, for peers that advertise `values_in_step`: one call per peer and step instead of two.
+  The draw is made before the Step, from the buffer as it will stand once that Step's transition is
+  stored (the transition is *pending*); its next state is known only to the peer, so those rows go
+  as a count (`next_observation_values`) and the peer values its own true next observation;
+- in an Evaluate at the start of the next step, for other peers (the buffer then already holds it).
+Either way the entries come from the same buffer and are scored by the critic after that step's
+gradient steps: the reference's "update after every env step". The draws use the group's RNG at
+the same point of its sequence (after this step's choices, before the next step's), so a seeded run
+gives the same evidence both ways (tests/test_evidence.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.buffers import SuggestionBuffer
+from orchestrator.trust import td_targets
+
+Evidence = tuple[int, str, np.ndarray, np.ndarray]  # (evaluating peer, "trust"/"agent_values", followed, targets)
+
+
+@dataclass
+class EvidenceDraw:
+    """Buffer slots drawn for one learner, and the rows its critic must value for them."""
+
+    draws: list[tuple[str, np.ndarray]]  # (kind, buffer slots), slots as the buffer stands after the step
+    v_states: np.ndarray  # known next states of the drawn entries, then the states of all drawn entries
+    next_observation_values: int  # drawn entries whose next state is the pending transition's
+    next_known: np.ndarray  # over all drawn entries in order: is the next state among v_states
+
+    @property
+    def values_expected(self) -> int:
+        return len(self.v_states) + self.next_observation_values
+
+
+def draw_evidence(buffer: SuggestionBuffer, rng: np.random.Generator, batches: list[tuple[str, int]],
+                  obs_now: np.ndarray | None = None) -> EvidenceDraw | None:
+    """Draw `batches` (kind, size) from `buffer`. `obs_now` given: a transition from that state is
+    pending (it will be stored at the buffer's next slot) and may be drawn."""
+    pending = obs_now is not None
+    draws = [(kind, idx) for kind, k in batches if (idx := buffer.draw(rng, k, pending)) is not None]
+    if not draws:
+        return None
+    idx = np.concatenate([slots for _, slots in draws])
+    is_pending = idx == buffer.pos if pending else np.zeros(len(idx), dtype=bool)
+    states = buffer.obs[idx]  # fancy indexing copies: the pending rows can be overwritten
+    if pending:
+        states[is_pending] = obs_now
+    next_known = ~is_pending
+    v_states = np.concatenate([buffer.next_obs[idx[next_known]], states]).astype(np.float32, copy=False)
+    return EvidenceDraw(draws, v_states, int(is_pending.sum()), next_known)
+
+
+def evidence_from_values(draw: EvidenceDraw, values: np.ndarray, buffer: SuggestionBuffer, index: int,
+                         gamma: float, advantage: bool) -> list[Evidence]:
+    """TD targets of the drawn entries (Eq. 8) from the critic's reply (`values_expected` values:
+    V of v_states, then V of the pending next state once per entry that needs it). Call it once the
+    pending transition, if any, is stored: the entries' rewards and terminations are read from the buffer."""
+    total, known = len(draw.next_known), int(draw.next_known.sum())
+    v_next = np.empty(total, dtype=np.float64)
+    v_next[draw.next_known] = values[:known]
+    v_now = values[known:known + total]
+    v_next[~draw.next_known] = values[known + total:]
+    out, offset = [], 0
+    for kind, slots in draw.draws:
+        k = len(slots)
+        batch = buffer.take(slots)
+        targets = td_targets(batch.rewards, v_next[offset:offset + k], v_now[offset:offset + k],
+                             batch.terminated, gamma, advantage)
+        out.append((index, kind, batch.followed, targets))
+        offset += k
+    return out

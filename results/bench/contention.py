@@ -1,0 +1,56 @@
+"""How fast can K learners go when each is its own process on this machine's cores, with no advice and
+no RPC at all? The compute limit of docs/performance.md assumes one learner's work divides perfectly
+over the cores; a group of 4 peers on 2 cores time-slices 4 processes (plus the orchestrator). This
+runs K = 1, 2, 4 copies of the compute-limit loop (HalfCheetah, SAC, the paper's schedule) at once,
+started together after their warm-up, and prints their combined agent-steps per second. Run from the
+repository root on an idle machine:
+
+    PYTHONPATH=. .venv/bin/python results/bench/contention.py [STEPS] [EVERY]
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+CHILD = """
+import sys, time
+import torch
+from orchestrator.bench import _overrides
+from peer_service.peer import Peer, PeerConfig
+torch.set_num_threads(1)
+steps, every, start_at = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+peer = Peer(PeerConfig(task="halfcheetah", seed=0, total_steps=10**6, learner_overrides=_overrides(100, True, every)))
+peer.reset(0)
+for k in range(1, 111):
+    peer.step(k, None)
+time.sleep(max(0.0, start_at - time.time()))
+t0 = time.perf_counter()
+for k in range(111, 111 + steps):
+    peer.step(k, None)
+print(time.perf_counter() - t0)
+"""
+
+
+def run(k: int, steps: int, every: int) -> float:
+    start_at = time.time() + 8.0 + 2.0 * k  # after every copy's imports and warm-up
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": "."}
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(steps), str(every), str(start_at)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+             for _ in range(k)]
+    seconds = [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return sum(steps / s for s in seconds)
+
+
+def main(steps: int, every: int) -> None:
+    cores = os.cpu_count() or 1
+    rows = [(k, run(k, steps, every)) for k in (1, 2, 4, 1, 2, 4)]
+    print(f"\n{steps} timed steps each, train_freq = gradient_steps = {every}, {cores} cores")
+    print("| learners at once | agent-steps/s, all together | per learner |")
+    print("|---|---|---|")
+    for k, rate in rows:
+        print(f"| {k} | {rate:.1f} | {rate / k:.1f} |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 400, int(sys.argv[2]) if len(sys.argv) > 2 else 8)

@@ -1,0 +1,116 @@
+"""Trust evidence valued inside Step (`values_in_step`, orchestrator/evidence.py) against the
+separate Evaluate it replaces: the same buffer entries, the same targets, the same group."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from orchestrator.buffers import SuggestionBuffer
+from orchestrator.config import RunConfig
+from orchestrator.evidence import draw_evidence, evidence_from_values
+from orchestrator.group import Group
+from orchestrator.transport import InprocPeerClient
+from orchestrator.trust import td_targets
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _filled(capacity: int, entries: int, seed: int = 0) -> SuggestionBuffer:
+    rng = np.random.default_rng(seed)
+    buf = SuggestionBuffer(capacity, (3,))
+    for _ in range(entries):
+        buf.add(rng.random(3), int(rng.integers(4)), float(rng.random()), rng.random(3), bool(rng.random() < 0.2))
+    return buf
+
+
+def _critic(states: np.ndarray) -> np.ndarray:
+    """A deterministic stand-in critic: V(x) = sum of x (so values identify their rows)."""
+    return states.sum(axis=1).astype(np.float64)
+
+
+@pytest.mark.parametrize("entries", [40, 60, 73], ids=["filling", "full", "wrapped"])
+def test_pending_draw_equals_a_draw_after_the_add(entries: int) -> None:
+    """Drawing before the step's transition exists (the peer values its next state) gives the same
+    entries and targets as drawing after it was stored, whether the buffer is filling, full or wrapped."""
+    capacity, batches = 60, [("trust", 10), ("agent_values", 5)]
+    obs, nxt, reward, terminated, followed = np.full(3, 0.25), np.full(3, 0.75), 0.5, True, 2
+    for seed in range(20):
+        before = _filled(capacity, entries)
+        draw = draw_evidence(before, np.random.default_rng(seed), batches, obs_now=obs)
+        assert draw is not None
+        # The peer's side: V(v_states), then V(its true next observation) once per pending row.
+        values = np.concatenate([_critic(draw.v_states),
+                                 np.repeat(_critic(nxt[None]), draw.next_observation_values)])
+        assert len(values) == draw.values_expected
+        before.add(obs, followed, reward, nxt, terminated)
+        got = evidence_from_values(draw, values, before, 0, 0.9, True)
+
+        after = _filled(capacity, entries)
+        after.add(obs, followed, reward, nxt, terminated)
+        rng = np.random.default_rng(seed)
+        for (kind, k), (i, got_kind, got_followed, got_targets) in zip(batches, got, strict=True):
+            batch = after.sample(rng, k)
+            assert batch is not None and (i, got_kind) == (0, kind)
+            np.testing.assert_array_equal(got_followed, batch.followed)
+            expected = td_targets(batch.rewards, _critic(batch.next_obs), _critic(batch.obs), batch.terminated,
+                                  0.9, True)
+            np.testing.assert_allclose(got_targets, expected, rtol=0, atol=1e-12)
+
+
+def test_pending_transition_is_drawn_and_counted_not_sent() -> None:
+    buf = _filled(50, 50)
+    hits = 0
+    for seed in range(200):
+        draw = draw_evidence(buf, np.random.default_rng(seed), [("trust", 10)], obs_now=np.zeros(3))
+        assert draw is not None
+        pending = int((draw.draws[0][1] == buf.pos).sum())
+        assert draw.next_observation_values == pending and len(draw.v_states) == 10 + 10 - pending
+        hits += pending
+    assert 20 <= hits <= 60  # 200 draws of 10 from 50 slots: the pending one ~40 times
+
+
+def test_no_draw_until_the_buffer_holds_more_than_the_batch() -> None:
+    buf = _filled(100, 9)
+    assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)]) is None
+    assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)], obs_now=np.zeros(3)) is None
+    buf.add(np.zeros(3), 0, 0.0, np.zeros(3), False)
+    assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)], obs_now=np.zeros(3)) is not None
+
+
+async def _room_group(values_in_step: bool, steps: int, suggestion_buffer: int) -> tuple[Group, int]:
+    import torch
+
+    from peer_service.peer import Peer, PeerConfig
+
+    torch.set_num_threads(1)
+    peers = [Peer(PeerConfig(peer_id=f"peer-{i}", task="room-6", seed=i, total_steps=10**6,
+                             learner_overrides={"learning_starts": 50})) for i in range(3)]
+    clients = [InprocPeerClient(p) for p in peers]
+    config = RunConfig(task="room-6", peers=3, seed=0, transport="inproc", status_port=-1, progress=False,
+                       reputation_lr=0.01, suggestion_buffer=suggestion_buffer, values_in_step=values_in_step)
+    group = await Group.connect(clients, config)
+    await group.reset()
+    for _ in range(steps):
+        await group.step()
+    return group, sum(c.calls for c in clients)
+
+
+@pytest.mark.parametrize("suggestion_buffer", [1000, 40], ids=["filling", "wrapping"])
+def test_group_with_values_in_step_is_the_group_with_evaluate(suggestion_buffer: int) -> None:
+    """DQN critics value without sampling, so the two ways must agree bit for bit: trust, agent values
+    and who followed whom, with one Evaluate fewer per learner and step (Evaluate only on decisions)."""
+    steps = 400
+    folded, folded_calls = asyncio.run(_room_group(True, steps, suggestion_buffer))
+    plain, plain_calls = asyncio.run(_room_group(False, steps, suggestion_buffer))
+    for a, b in zip(folded.members, plain.members, strict=True):
+        np.testing.assert_array_equal(a.trust, b.trust)
+        np.testing.assert_array_equal(a.follow_counts, b.follow_counts)
+    np.testing.assert_array_equal(folded.agent_values, plain.agent_values)
+    assert not np.allclose(folded.members[0].trust, 200.0)  # evidence did arrive
+    saved = plain_calls - folded_calls
+    print(f"\nvalues in Step: {folded_calls} calls, separate Evaluate: {plain_calls} "
+          f"({saved / steps:.2f} fewer per step)")
+    assert saved >= 0.7 * 3 * (steps - 60)  # about one Evaluate per learner per step past warm-up

@@ -179,7 +179,9 @@ class Group:
         # The evidence was drawn from buffers holding the previous step's transition and scored by
         # critics that trained on it (in this step's Evaluate, or inside the previous Step for
         # values_in_step peers): this is the reference's "update after every env step".
-        evidence, self.pending_evidence = self.pending_evidence + evidence, []
+        # In member order, as one Evaluate round would give it: Step replies arrive in any order.
+        evidence = sorted(self.pending_evidence + evidence, key=lambda e: e[0])  # stable: trust first
+        self.pending_evidence = []
         self._update_reputations(evidence)
         choices = {m.index: self._choose(m, plans[m.index], suggestions, q_values.get(m.index)) for m in acting}
         await self._step_round(acting, choices)

@@ -5,8 +5,9 @@ values that come back.
 The values travel one of two ways:
 - inside Step, for peers that advertise `values_in_step`: one call per peer and step instead of two.
   The draw is made before the Step, from the buffer as it will stand once that Step's transition is
-  stored (the transition is *pending*); its next state is known only to the peer, so those rows go
-  as a count (`next_observation_values`) and the peer values its own true next observation;
+  stored (the transition is *pending*); its next state is known only to the peer, so the rows that
+  stand for it are named (`next_observation_rows`) and the peer values its own true next observation
+  there;
 - in an Evaluate at the start of the next step, for other peers (the buffer then already holds it).
 Either way the entries come from the same buffer and are scored by the critic after that step's
 gradient steps: the reference's "update after every env step". The draws use the group's RNG at
@@ -31,43 +32,34 @@ class EvidenceDraw:
     """Buffer slots drawn for one learner, and the rows its critic must value for them."""
 
     draws: list[tuple[str, np.ndarray]]  # (kind, buffer slots), slots as the buffer stands after the step
-    v_states: np.ndarray  # known next states of the drawn entries, then the states of all drawn entries
-    next_observation_values: int  # drawn entries whose next state is the pending transition's
-    next_known: np.ndarray  # over all drawn entries in order: is the next state among v_states
-
-    @property
-    def values_expected(self) -> int:
-        return len(self.v_states) + self.next_observation_values
+    v_states: np.ndarray  # the next states of all drawn entries, then their states (an Evaluate's layout)
+    next_observation_rows: np.ndarray  # rows of v_states that stand for the pending transition's next state
 
 
 def draw_evidence(buffer: SuggestionBuffer, rng: np.random.Generator, batches: list[tuple[str, int]],
                   obs_now: np.ndarray | None = None) -> EvidenceDraw | None:
     """Draw `batches` (kind, size) from `buffer`. `obs_now` given: a transition from that state is
-    pending (it will be stored at the buffer's next slot) and may be drawn."""
+    pending (it will be stored at the buffer's next slot) and may be drawn; the peer fills in its
+    next state (the rows are sent holding `obs_now`, a valid state, as a placeholder)."""
     pending = obs_now is not None
     draws = [(kind, idx) for kind, k in batches if (idx := buffer.draw(rng, k, pending)) is not None]
     if not draws:
         return None
     idx = np.concatenate([slots for _, slots in draws])
-    is_pending = idx == buffer.pos if pending else np.zeros(len(idx), dtype=bool)
-    states = buffer.obs[idx]  # fancy indexing copies: the pending rows can be overwritten
-    if pending:
-        states[is_pending] = obs_now
-    next_known = ~is_pending
-    v_states = np.concatenate([buffer.next_obs[idx[next_known]], states]).astype(np.float32, copy=False)
-    return EvidenceDraw(draws, v_states, int(is_pending.sum()), next_known)
+    next_states, states = buffer.next_obs[idx], buffer.obs[idx]  # fancy indexing copies
+    rows = np.flatnonzero(idx == buffer.pos) if pending else np.zeros(0, dtype=np.int64)
+    if len(rows):
+        next_states[rows] = obs_now
+        states[rows] = obs_now
+    return EvidenceDraw(draws, np.concatenate([next_states, states]).astype(np.float32, copy=False), rows)
 
 
 def evidence_from_values(draw: EvidenceDraw, values: np.ndarray, buffer: SuggestionBuffer, index: int,
                          gamma: float, advantage: bool) -> list[Evidence]:
-    """TD targets of the drawn entries (Eq. 8) from the critic's reply (`values_expected` values:
-    V of v_states, then V of the pending next state once per entry that needs it). Call it once the
-    pending transition, if any, is stored: the entries' rewards and terminations are read from the buffer."""
-    total, known = len(draw.next_known), int(draw.next_known.sum())
-    v_next = np.empty(total, dtype=np.float64)
-    v_next[draw.next_known] = values[:known]
-    v_now = values[known:known + total]
-    v_next[~draw.next_known] = values[known + total:]
+    """TD targets of the drawn entries (Eq. 8) from the critic's values of `draw.v_states`. Call it
+    once the pending transition, if any, is stored: rewards and terminations are read from the buffer."""
+    total = len(draw.v_states) // 2
+    v_next, v_now = values[:total], values[total:]
     out, offset = [], 0
     for kind, slots in draw.draws:
         k = len(slots)

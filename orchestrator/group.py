@@ -340,7 +340,7 @@ class Group:
             if draw is not None and m.buffer is not None:
                 try:
                     values = check_values(result.v_values if result.v_values is not None else np.zeros(0),
-                                          draw.values_expected, "Step v_values")
+                                          len(draw.v_states), "Step v_values")
                     self.pending_evidence += evidence_from_values(draw, values, m.buffer, m.index, m.info.gamma,
                                                                   self.config.use_advantage)
                 except WireError as err:  # the step stands; only its evidence is lost, as a bad Evaluate's
@@ -359,7 +359,7 @@ class Group:
         for attempt in range(2):  # one retry: the peer replays an already applied step id
             try:
                 result = await (m.client.step(step_id, action) if draw is None else
-                                m.client.step(step_id, action, draw.v_states, draw.next_observation_values))
+                                m.client.step(step_id, action, draw.v_states, draw.next_observation_rows))
                 check_states(result.next_observation[None], m.info.observation_space, "next_observation")
                 if result.done and result.reset_observation is None:
                     raise WireError("episode ended without reset_observation")

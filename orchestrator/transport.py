@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -63,8 +64,8 @@ class PeerClient(abc.ABC):
 
     @abc.abstractmethod
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_values: int = 0) -> StepResult:
-        """v_states / next_observation_values only for peers with capabilities.values_in_step."""
+                   next_observation_rows: Sequence[int] = ()) -> StepResult:
+        """v_states / next_observation_rows only for peers with capabilities.values_in_step."""
 
     @abc.abstractmethod
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult: ...
@@ -123,8 +124,8 @@ class InprocPeerClient(PeerClient):
         return self._call("Reset", self.peer.reset, seed)
 
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_values: int = 0) -> StepResult:
-        return self._call("Step", self.peer.step, step_id, action, v_states, next_observation_values)
+                   next_observation_rows: Sequence[int] = ()) -> StepResult:
+        return self._call("Step", self.peer.step, step_id, action, v_states, next_observation_rows)
 
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
         return self._call("RunEvaluation", self.peer.run_evaluation, episodes, seed)
@@ -298,8 +299,8 @@ class GrpcPeerClient(PeerClient):
         return self._decode("Reset", reply.observation, "observation"), reply.last_step_id
 
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_values: int = 0) -> StepResult:
-        request = pb.StepRequest(step_id=step_id, next_observation_values=next_observation_values)
+                   next_observation_rows: Sequence[int] = ()) -> StepResult:
+        request = pb.StepRequest(step_id=step_id, next_observation_rows=[int(r) for r in next_observation_rows])
         if action is not None:
             request.action.CopyFrom(to_tensor(action))
         if v_states is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ from peer_service.validation import PeerError
 from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
 from peerlearn.validation import check_actions, check_states
 
-# Bound on StepRequest.next_observation_values (the orchestrator sends at most trust + agent-value batch).
-MAX_NEXT_OBSERVATION_VALUES = 1024
+# Bound on StepRequest.next_observation_rows (the orchestrator sends at most trust + agent-value batch).
+MAX_NEXT_OBSERVATION_ROWS = 1024
 
 ROLES = ("learner", "expert", "adversary")
 # Discount of a scripted adviser's exact critic (the paper's DQN gamma on Room).
@@ -168,20 +169,22 @@ class Peer:
         return self.observation, self.last_step_id
 
     def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-             next_observation_values: int = 0) -> StepResult:
-        """Execute one env step (and its gradient steps). With v_states / next_observation_values, also
-        value those states and the step's true next observation afterwards (capabilities.values_in_step)."""
+             next_observation_rows: Sequence[int] = ()) -> StepResult:
+        """Execute one env step (and its gradient steps). With v_states, also value them afterwards, the
+        step's own true next observation in place of `next_observation_rows` (capabilities.values_in_step)."""
         learner = self._require_learner("Step")
         self.settle()
         if self.observation is None:
             raise PeerError(grpc.StatusCode.FAILED_PRECONDITION, "Step before Reset: call Reset first")
         if action is not None:
             action = check_actions(action, self.action_space, None, "action")
-        if not 0 <= next_observation_values <= MAX_NEXT_OBSERVATION_VALUES:
-            raise PeerError(grpc.StatusCode.INVALID_ARGUMENT, f"next_observation_values must be in "
-                            f"0..{MAX_NEXT_OBSERVATION_VALUES}, got {next_observation_values}")
         if v_states is not None:  # checked before the step: a bad request must not half-apply
             v_states = check_states(v_states, self.observation_space, "v_states")
+        rows = np.asarray(next_observation_rows, dtype=np.int64)
+        count = 0 if v_states is None else len(v_states)
+        if len(rows) > MAX_NEXT_OBSERVATION_ROWS or not ((rows >= 0) & (rows < count)).all():
+            raise PeerError(grpc.StatusCode.INVALID_ARGUMENT, f"next_observation_rows must be at most "
+                            f"{MAX_NEXT_OBSERVATION_ROWS} row indices of v_states (0..{count - 1})")
         if step_id == self.last_step_id and self._last_reply is not None:
             if _same_action(action, self._last_request_action):
                 replay = StepResult(**{**asdict(self._last_reply), "replayed": True})
@@ -214,16 +217,16 @@ class Peer:
             self.episode_return, self.episode_length = 0.0, 0
         else:
             self.observation = next_obs
-        if v_states is not None or next_observation_values:
-            result.v_values = self._values_after_step(v_states, np.asarray(next_obs), next_observation_values)
+        if v_states is not None:
+            result.v_values = self._values_after_step(v_states, np.asarray(next_obs), rows)
         self._last_reply, self._last_request_action = result, action
         return result
 
-    def _values_after_step(self, v_states: np.ndarray | None, next_obs: np.ndarray, copies: int) -> np.ndarray:
-        """V(v_states) then `copies` values of V(next_obs), through evaluate() (attacks included)."""
-        rows = v_states if v_states is not None else np.zeros((0, *self.observation_space.shape), np.float32)
-        if copies:
-            rows = np.concatenate([rows, np.repeat(next_obs.astype(np.float32)[None], copies, axis=0)])
+    def _values_after_step(self, v_states: np.ndarray, next_obs: np.ndarray, next_rows: np.ndarray) -> np.ndarray:
+        """V(v_states) with next_obs in the `next_rows`, through evaluate(): an attack sees the rows as an
+        Evaluate's (s' block, s block), so a lying peer lies here exactly as it would there."""
+        rows = np.array(v_states, dtype=np.float32, copy=True)
+        rows[next_rows] = next_obs
         no_q_states = np.zeros((0, *self.observation_space.shape), np.float32)
         no_actions = np.zeros((0, *(self.action_space.shape or ())),
                               dtype=np.float32 if self.action_space.shape else np.int64)

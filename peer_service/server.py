@@ -110,10 +110,9 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
         def work() -> pb.StepReply:
             action = from_tensor(request.action, "action") if request.HasField("action") else None
             v_states = from_tensor(request.v_states, "v_states") if request.HasField("v_states") else None
-            return step_to_proto(self.peer.step(request.step_id, action, v_states, request.next_observation_values))
+            return step_to_proto(self.peer.step(request.step_id, action, v_states, request.next_observation_rows))
         if not self.peer.config.overlap_training:
-            rows = _rows(request.v_states) + request.next_observation_values
-            return await self._run(context, work, read_only=False, short=rows <= INLINE_MAX_ROWS)
+            return await self._run(context, work, read_only=False, short=_rows(request.v_states) <= INLINE_MAX_ROWS)
         try:
             return await self._run(context, work, read_only=False)
         finally:

@@ -41,10 +41,10 @@ def test_pending_draw_equals_a_draw_after_the_add(entries: int) -> None:
         before = _filled(capacity, entries)
         draw = draw_evidence(before, np.random.default_rng(seed), batches, obs_now=obs)
         assert draw is not None
-        # The peer's side: V(v_states), then V(its true next observation) once per pending row.
-        values = np.concatenate([_critic(draw.v_states),
-                                 np.repeat(_critic(nxt[None]), draw.next_observation_values)])
-        assert len(values) == draw.values_expected
+        # The peer's side: V of v_states with its true next observation in the rows named.
+        rows = draw.v_states.copy()
+        rows[draw.next_observation_rows] = nxt
+        values = _critic(rows)
         before.add(obs, followed, reward, nxt, terminated)
         got = evidence_from_values(draw, values, before, 0, 0.9, True)
 
@@ -66,9 +66,10 @@ def test_pending_transition_is_drawn_and_counted_not_sent() -> None:
     for seed in range(200):
         draw = draw_evidence(buf, np.random.default_rng(seed), [("trust", 10)], obs_now=np.zeros(3))
         assert draw is not None
-        pending = int((draw.draws[0][1] == buf.pos).sum())
-        assert draw.next_observation_values == pending and len(draw.v_states) == 10 + 10 - pending
-        hits += pending
+        pending = np.flatnonzero(draw.draws[0][1] == buf.pos)
+        np.testing.assert_array_equal(draw.next_observation_rows, pending)  # among the first 10: next states
+        assert len(draw.v_states) == 20
+        hits += len(pending)
     assert 20 <= hits <= 60  # 200 draws of 10 from 50 slots: the pending one ~40 times
 
 

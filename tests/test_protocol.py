@@ -181,21 +181,30 @@ def test_step_values_in_step_match_evaluate(stubs) -> None:  # type: ignore[no-u
     states = np.random.default_rng(1).random((5, 4)).astype(np.float32)
     last = stub.Reset(pb.ResetRequest(), timeout=TIMEOUT).last_step_id
     reply = step_from_proto(stub.Step(pb.StepRequest(step_id=last + 1, v_states=to_tensor(states),
-                                                     next_observation_values=2), timeout=TIMEOUT))
-    assert reply.v_values is not None and reply.v_values.shape == (7,) and reply.v_values.dtype == np.float32
-    rows = np.concatenate([states, np.repeat(reply.next_observation[None].astype(np.float32), 2, axis=0)])
+                                                     next_observation_rows=[1, 3]), timeout=TIMEOUT))
+    assert reply.v_values is not None and reply.v_values.shape == (5,) and reply.v_values.dtype == np.float32
+    rows = states.copy()
+    rows[[1, 3]] = reply.next_observation  # the rows named stand for the step's own next observation
     after = from_tensor(stub.Evaluate(pb.EvaluateRequest(v_states=to_tensor(rows)), timeout=TIMEOUT).v_values)
     np.testing.assert_array_equal(reply.v_values, after)
     plain = step_from_proto(stub.Step(pb.StepRequest(step_id=last + 2), timeout=TIMEOUT))
     assert plain.v_values is None  # nothing asked, nothing sent
 
 
-@pytest.mark.parametrize("case", sorted(BAD_STATES) + ["next_observation_values beyond the bound"])
+BAD_ROWS = {"row beyond v_states": ([5], 5), "rows without v_states": ([0], 0), "too many rows": ([0] * 1025, 4)}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STATES) + sorted(BAD_ROWS))
 def test_bad_step_values_requests_are_invalid_argument(stubs, case: str) -> None:  # type: ignore[no-untyped-def]
     stub = stubs["dqn"]
     last = stub.Reset(pb.ResetRequest(), timeout=TIMEOUT).last_step_id
-    request = pb.StepRequest(step_id=last + 1, next_observation_values=5000) if case not in BAD_STATES else \
-        pb.StepRequest(step_id=last + 1, v_states=BAD_STATES[case])
+    if case in BAD_STATES:
+        request = pb.StepRequest(step_id=last + 1, v_states=BAD_STATES[case])
+    else:
+        rows, count = BAD_ROWS[case]
+        request = pb.StepRequest(step_id=last + 1, next_observation_rows=rows)
+        if count:
+            request.v_states.CopyFrom(to_tensor(np.zeros((count, 4), np.float32)))
     assert code_of(stub.Step, request) == grpc.StatusCode.INVALID_ARGUMENT
     assert stub.Step(pb.StepRequest(step_id=last + 1), timeout=TIMEOUT).step_id == last + 1  # nothing was applied
 

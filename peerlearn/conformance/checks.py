@@ -653,18 +653,18 @@ def test_values_in_step(peer: PeerUnderTest) -> None:
     needs(peer, "values_in_step")
     needs(peer, "acts")
     _, last = _reset(peer)
-    what = "Step with v_states (3 rows) and next_observation_values=2"
-    request = pb.StepRequest(step_id=last + 1, v_states=encode(peer.states(3)), next_observation_values=2)
+    what = "Step with v_states (3 rows) and next_observation_rows=[0, 2]"
+    request = pb.StepRequest(step_id=last + 1, v_states=encode(peer.states(3)), next_observation_rows=[0, 2])
     reply = peer.call("Step", request, what)
     _check_step_reply(peer, reply, last + 1, what)
     assert reply.HasField("v_values"), f"{what}: values_in_step is advertised but the reply has no v_values"
     values = decode(reply.v_values, "Step.v_values")
-    assert values.shape == (5,) and values.dtype == np.float32 and np.isfinite(values).all(), (
-        f"{what}: v_values must be 5 finite float32 values, got {values.dtype} {values.shape}"
+    assert values.shape == (3,) and values.dtype == np.float32 and np.isfinite(values).all(), (
+        f"{what}: v_values must be 3 finite float32 values, got {values.dtype} {values.shape}"
     )
-    peer.expect("Step", pb.StepRequest(step_id=last + 2, next_observation_values=5000),
-                grpc.StatusCode.INVALID_ARGUMENT, "Step with next_observation_values=5000 (beyond 1024)")
-    assert peer.get_info().last_step_id == last + 1, "a refused Step (bad next_observation_values) was executed"
+    bad = pb.StepRequest(step_id=last + 2, v_states=encode(peer.states(3)), next_observation_rows=[3])
+    peer.expect("Step", bad, grpc.StatusCode.INVALID_ARGUMENT, "Step with next_observation_rows=[3] for 3 v_states")
+    assert peer.get_info().last_step_id == last + 1, "a refused Step (bad next_observation_rows) was executed"
 
 
 def test_reset_and_step_ids(peer: PeerUnderTest) -> None:

@@ -123,8 +123,9 @@ async def measure(transport: str, task: str, n: int, training: bool, steps: int,
                agent_steps / elapsed)
 
 
-def compute_limit(task: str, steps: int, seed: int = 0, every: int = 1) -> float:
-    """Seconds of one learner's own work per agent-step (env step + updates), in this process."""
+def compute_limit(task: str, steps: int, seed: int = 0, every: int = 1, start_at: float | None = None) -> float:
+    """Seconds of one learner's own work per agent-step (env step + updates), in this process.
+    `start_at` (a time.time()): wait for it after the warm-up, so copies in other processes time together."""
     import torch
 
     from peer_service.peer import Peer, PeerConfig
@@ -134,6 +135,8 @@ def compute_limit(task: str, steps: int, seed: int = 0, every: int = 1) -> float
     peer.reset(seed)
     for k in range(1, 111):
         peer.step(k, None)
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
     t0 = time.perf_counter()
     for k in range(111, 111 + steps):
         peer.step(k, None)

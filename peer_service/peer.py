@@ -149,6 +149,11 @@ class Peer:
         q_states = check_states(q_states, self.observation_space, "q_states")
         q_actions = check_actions(q_actions, self.action_space, len(q_states), "q_actions")
         v_states = check_states(v_states, self.observation_space, "v_states")
+        return self._critic(q_states, q_actions, v_states)
+
+    def _critic(self, q_states: np.ndarray, q_actions: np.ndarray,
+                v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Q and V of validated batches, as the peer reports them (an attack alters them here)."""
         if self.learner is None:
             size, mirror = self.room_size or 2, self.config.role == "adversary"
             q = room_critic.q_values(q_states, q_actions, size, mirror, SCRIPTED_GAMMA).astype(np.float32)
@@ -223,14 +228,16 @@ class Peer:
         return result
 
     def _values_after_step(self, v_states: np.ndarray, next_obs: np.ndarray, next_rows: np.ndarray) -> np.ndarray:
-        """V(v_states) with next_obs in the `next_rows`, through evaluate(): an attack sees the rows as an
-        Evaluate's (s' block, s block), so a lying peer lies here exactly as it would there."""
+        """V(v_states) with next_obs in the `next_rows` (both validated by step()), through the same
+        critic path as Evaluate: an attack sees the rows as an Evaluate's (s' block, s block), so a
+        lying peer lies here exactly as it would there."""
+        self.settle()  # with overlap_training the step's gradient steps are still pending
         rows = np.array(v_states, dtype=np.float32, copy=True)
         rows[next_rows] = next_obs
         no_q_states = np.zeros((0, *self.observation_space.shape), np.float32)
         no_actions = np.zeros((0, *(self.action_space.shape or ())),
                               dtype=np.float32 if self.action_space.shape else np.int64)
-        return self.evaluate(no_q_states, no_actions, rows)[1]
+        return self._critic(no_q_states, no_actions, rows)[1]
 
     def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
         learner = self._require_learner("RunEvaluation")

@@ -60,15 +60,21 @@ def test_pending_draw_equals_a_draw_after_the_add(entries: int) -> None:
             np.testing.assert_allclose(got_targets, expected, rtol=0, atol=1e-12)
 
 
-def test_pending_transition_is_drawn_and_counted_not_sent() -> None:
+def test_pending_transition_is_drawn_and_its_next_state_rows_named() -> None:
     buf = _filled(50, 50)
+    obs_now = np.full(3, 7.0)
     hits = 0
     for seed in range(200):
-        draw = draw_evidence(buf, np.random.default_rng(seed), [("trust", 10)], obs_now=np.zeros(3))
+        draw = draw_evidence(buf, np.random.default_rng(seed), [("trust", 10)], obs_now=obs_now)
         assert draw is not None
-        pending = np.flatnonzero(draw.draws[0][1] == buf.pos)
+        slots = draw.draws[0][1]
+        pending = np.flatnonzero(slots == buf.pos)
         np.testing.assert_array_equal(draw.next_observation_rows, pending)  # among the first 10: next states
         assert len(draw.v_states) == 20
+        known = np.setdiff1d(np.arange(10), pending)
+        np.testing.assert_array_equal(draw.v_states[known], buf.next_obs[slots[known]].astype(np.float32))
+        np.testing.assert_array_equal(draw.v_states[10 + known], buf.obs[slots[known]].astype(np.float32))
+        assert (draw.v_states[pending] == 7.0).all() and (draw.v_states[10 + pending] == 7.0).all()
         hits += len(pending)
     assert 20 <= hits <= 60  # 200 draws of 10 from 50 slots: the pending one ~40 times
 

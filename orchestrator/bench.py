@@ -25,7 +25,7 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
-from orchestrator.config import RunConfig
+from orchestrator.config import RunConfig, stagger_phases, usable_cores
 from orchestrator.group import Group
 from orchestrator.launcher import LocalPeers, PeerSpec
 from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
@@ -52,9 +52,12 @@ def _overrides(warmup: int, training: bool, every: int = 1) -> dict[str, object]
     return {"learning_starts": warmup, "train_freq": every, "gradient_steps": every if training else 0}
 
 
-def _specs(task: str, n: int, warmup: int, training: bool, seed: int, every: int = 1) -> list[PeerSpec]:
-    overrides = json.dumps(_overrides(warmup, training, every))
-    return [PeerSpec(f"peer-{i}", task, seed * 1000 + i, 10**6, learner_overrides=overrides) for i in range(n)]
+def _specs(task: str, n: int, warmup: int, training: bool, seed: int, every: int = 1,
+           stagger: bool = False) -> list[PeerSpec]:
+    phases = stagger_phases(n, every, usable_cores()) if stagger else [0] * n
+    return [PeerSpec(f"peer-{i}", task, seed * 1000 + i, 10**6,
+                     learner_overrides=json.dumps({**_overrides(warmup, training, every), "train_phase": phases[i]}))
+            for i in range(n)]
 
 
 def _inproc(specs: list[PeerSpec]) -> list[PeerClient]:
@@ -83,25 +86,19 @@ async def _timed(group: Group, steps: int, turns: int | None = None) -> tuple[fl
 
 async def measure(transport: str, task: str, n: int, training: bool, steps: int, warmup: int = 100,
                   seed: int = 0, turns: int | None = None, overlap_training: bool = False, every: int = 1,
-                  values_in_step: bool = True) -> Row:
+                  values_in_step: bool = True, stagger: bool = False) -> Row:
     """`overlap_training=False` starts the peers with their gradient steps inside Step (for the A/B);
     `values_in_step=False` sends trust evidence in a separate Evaluate (the A/B of that)."""
-    specs = _specs(task, n, warmup, training, seed, every)
+    specs = _specs(task, n, warmup, training, seed, every, stagger)
     config = RunConfig(task=task, peers=n, steps=10**6, seed=seed, transport=transport, status_port=-1,
                        progress=False, rpc_timeout_s=30, step_timeout_s=60, values_in_step=values_in_step)
     with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
-        local = LocalPeers(specs, Path(tmp)) if transport == "grpc" else None
+        # PEERLEARN_OVERLAP_TRAINING is read by the peers.
+        local = LocalPeers(specs, Path(tmp), env={"PEERLEARN_OVERLAP_TRAINING": "1" if overlap_training else "0"}) \
+            if transport == "grpc" else None
         try:
             if local is not None:
-                previous = os.environ.get("PEERLEARN_OVERLAP_TRAINING")
-                os.environ["PEERLEARN_OVERLAP_TRAINING"] = "1" if overlap_training else "0"  # read by the peers
-                try:
-                    await local.start()
-                finally:
-                    if previous is None:
-                        del os.environ["PEERLEARN_OVERLAP_TRAINING"]
-                    else:
-                        os.environ["PEERLEARN_OVERLAP_TRAINING"] = previous
+                await local.start()
                 clients: list[PeerClient] = [GrpcPeerClient(a, Deadlines(30, 60, 300)) for a in local.addresses]
             else:
                 clients = _inproc(specs)
@@ -151,6 +148,14 @@ def _status_mib(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def _huge_pages_mib(pid: int) -> float:
+    """Anonymous memory of the process held in transparent huge pages (2 MiB each), in MiB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def startup(task: str, n: int, fork_server: bool = True) -> tuple[float, float]:
     """Seconds from launching n peer processes to the end of the first group step; peak MiB per peer.
     `fork_server=False`: every peer imports torch in its own interpreter (the A/B of launcher.py's)."""
@@ -174,10 +179,15 @@ async def startup(task: str, n: int, fork_server: bool = True) -> tuple[float, f
 async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
     """Resident memory of 2 peers and the orchestrator over a long run without training (the RPC
     path at full speed). The replay buffer is pre-allocated by SB3 and its pages are touched as it
-    fills, so its size is reported beside the growth."""
+    fills, so its size is reported beside the growth, and what is resident beyond it.
+
+    The peers run with NumPy's transparent-huge-page advice off (NUMPY_MADVISE_HUGEPAGE=0). With it
+    on (NumPy's default on Linux, for arrays of 4 MiB and more) each replay-buffer array becomes
+    resident 2 MiB at a time, ahead of the data, and RSS climbs in steps that look like a leak
+    (docs/performance.md); with 4 KiB pages the buffer's share is exactly what has been written."""
     rows: list[dict[str, object]] = []
     with TemporaryDirectory(prefix="peerlearn-bench-") as tmp:
-        async with LocalPeers(_specs(task, 2, 100, False, 0), Path(tmp)) as local:
+        async with LocalPeers(_specs(task, 2, 100, False, 0), Path(tmp), env={"NUMPY_MADVISE_HUGEPAGE": "0"}) as local:
             clients = [GrpcPeerClient(a) for a in local.addresses]
             group = await Group.connect(clients, RunConfig(task=task, peers=2, status_port=-1))
             await group.reset()
@@ -189,9 +199,13 @@ async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
             per_transition = 2 * 4 * obs_dim + action_bytes + 3 * 4
             for k in range(steps + 1):
                 if k % every == 0:
-                    rows.append({"group_step": k, "peer_rss_mib": max(_status_mib(p) for p in local.pids),
+                    peer_rss = max(_status_mib(p) for p in local.pids)
+                    buffer_mib = per_transition * k / 2**20
+                    rows.append({"group_step": k, "peer_rss_mib": peer_rss,
                                  "orchestrator_rss_mib": _status_mib(os.getpid()),
-                                 "replay_buffer_filled_mib": per_transition * k / 2**20})
+                                 "replay_buffer_filled_mib": buffer_mib,
+                                 "peer_rss_beyond_buffer_mib": peer_rss - buffer_mib,
+                                 "peer_huge_pages_mib": max(_huge_pages_mib(p) for p in local.pids)})
                 if k < steps:
                     await group.step()
             await group.health.close()

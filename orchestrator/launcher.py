@@ -53,8 +53,10 @@ class PeerStartError(RuntimeError):
 
 class LocalPeers:
     def __init__(self, specs: list[PeerSpec], log_dir: Path, start_timeout_s: float = 60.0,
-                 fork_server: bool | None = None) -> None:
+                 fork_server: bool | None = None, env: dict[str, str] | None = None) -> None:
+        """`env`: variables set for the peers on top of this process's environment."""
         self.specs = specs
+        self.env = env or {}
         self.log_dir = log_dir
         self.start_timeout_s = start_timeout_s
         if fork_server is None:
@@ -151,9 +153,8 @@ class LocalPeers:
                     self.processes[i] = self._spawn(i)
             await asyncio.sleep(poll_s)
 
-    @staticmethod
-    def _env() -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **self.env}
 
     def _spawn(self, i: int) -> subprocess.Popen | ForkedProcess:
         """Start peer i. A new session: Ctrl-C in the terminal reaches only us, and we stop the peers

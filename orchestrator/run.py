@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import RunConfig
+from orchestrator.config import RunConfig, stagger_phases, usable_cores
 from orchestrator.group import Group
 from orchestrator.launcher import LocalPeers, PeerSpec
 from orchestrator.progress import LiveView
@@ -39,10 +39,17 @@ def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
 
     # Colluding peer processes tell each other their suggestions through a folder of the run (attacks.py).
     board = str(run_dir / "collusion") if any(attack(i).startswith("collude") for i in range(config.peers)) else ""
+    learner = [dict(config.learner) for _ in range(config.peers)]
+    if config.stagger_training and "train_phase" not in config.learner:
+        from peer_service.presets import preset_for  # the task's train_freq unless the config sets it
+
+        train_freq = int(config.learner.get("train_freq") or preset_for(config.task).train_freq)
+        for overrides, phase in zip(learner, stagger_phases(config.peers, train_freq, usable_cores()), strict=True):
+            overrides["train_phase"] = phase
     return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
                      total_steps=config.steps, role=config.role(i),
                      checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
-                     learner_overrides=json.dumps(config.learner), command=config.command(i),
+                     learner_overrides=json.dumps(learner[i]), command=config.command(i),
                      attack=attack(i), collude_board=board if attack(i).startswith("collude") else "")
             for i in range(config.peers)]
 

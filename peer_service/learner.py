@@ -153,7 +153,7 @@ class SB3Learner:
             np.array([terminated or truncated]), [{"TimeLimit.truncated": truncated and not terminated}])
         model._update_current_progress_remaining(model.num_timesteps, self.total_steps)
         model._on_step()
-        if model.num_timesteps % model.train_freq.frequency != 0:
+        if (model.num_timesteps + self.preset.train_phase) % model.train_freq.frequency != 0:
             return 0, {}
         self._noise_due = True
         if not (model.num_timesteps > model.learning_starts and model.gradient_steps > 0):

@@ -22,6 +22,9 @@ class LearnerPreset:
     tau: float = 0.02
     train_freq: int = 8
     gradient_steps: int = 8
+    # Env steps by which this learner's train_freq windows are shifted (0 = SB3's own windows). Peers of
+    # one group on fewer cores than peers stagger their gradient-step bursts with it (stagger_phases).
+    train_phase: int = 0
     # DQN only
     target_update_interval: int = 1
     exploration_fraction: float = 0.1

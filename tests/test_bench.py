@@ -72,3 +72,20 @@ def test_group_step_rpc_count_is_linear_in_the_group_size() -> None:
     assert abs(row.suggest_share + row.evaluate_share + row.step_share - 1) < 1e-6
     # One Step per peer, at most one Suggest per asked adviser and one Evaluate per learner.
     assert 3 * 1 <= row.rpcs_per_group_step <= 3 * 3, row.rpcs_per_group_step
+
+
+def test_memory_reports_rss_beyond_the_replay_buffer_without_numpy_huge_pages() -> None:
+    """`bench memory` starts its peers with NumPy's huge-page advice off, so the replay buffer is
+    resident as far as it is written and the RSS beyond it is the column to watch for leaks."""
+    from orchestrator.bench import memory
+
+    rows = asyncio.run(memory("room-6", 200, 100))
+    assert [r["group_step"] for r in rows] == [0, 100, 200]
+    for r in rows:
+        beyond = float(r["peer_rss_mib"]) - float(r["replay_buffer_filled_mib"])  # type: ignore[arg-type]
+        assert abs(float(r["peer_rss_beyond_buffer_mib"]) - beyond) < 1e-9  # type: ignore[arg-type]
+    # Room-6: 2 x 4 float32 observations + int64 action + 3 float32 = 52 bytes per transition.
+    assert abs(float(rows[-1]["replay_buffer_filled_mib"]) - 200 * 52 / 2**20) < 1e-9  # type: ignore[arg-type]
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if thp.exists() and "[always]" not in thp.read_text():  # with THP always, the kernel uses them anyway
+        assert all(r["peer_huge_pages_mib"] == 0 for r in rows)

@@ -75,3 +75,36 @@ def test_critic_values_shapes_and_v_is_max_q_for_dqn() -> None:
     np.testing.assert_allclose(learner.v_values(states), q_all.max(axis=1), rtol=1e-6)
     assert learner.suggest(states, deterministic=True).shape == (5,)
     assert learner.q_values(states[:0], np.zeros(0, np.int64)).shape == (0,)
+
+
+@pytest.mark.parametrize("phase", [0, 3])
+def test_train_phase_shifts_the_window_and_keeps_the_schedule(phase: int) -> None:
+    """A learner with train_phase p trains at the env steps t with (t + p) % train_freq == 0 (past
+    learning_starts), train_freq gradient steps each time: the same amount of training, shifted."""
+    th.set_num_threads(1)
+    preset = LearnerPreset(algo="SAC", learning_rate=3e-4, net_arch=(32, 32), buffer_size=1_000, learning_starts=16,
+                           batch_size=16, train_freq=8, gradient_steps=8, train_phase=phase)
+    learner = SB3Learner(gym.make("Pendulum-v1"), preset, 64, 0)
+    obs = np.zeros(3, np.float32)
+    trained_at = []
+    for t in range(1, 65):
+        steps, _ = learner.store(obs, learner.behaviour_action(obs), 0.0, obs, False, False)
+        if steps:
+            assert steps == 8
+            trained_at.append(t)
+    assert trained_at == [t for t in range(17, 65) if (t + phase) % 8 == 0]
+    assert learner.model._n_updates == 8 * len(trained_at)
+
+
+def test_stagger_phases_put_at_most_cores_peers_in_one_burst() -> None:
+    from orchestrator.config import stagger_phases
+
+    assert stagger_phases(4, 8, 2) == [0, 4, 0, 4]
+    assert stagger_phases(2, 8, 2) == [0, 0]  # no more peers than cores: nothing to stagger
+    assert stagger_phases(4, 1, 2) == [0, 0, 0, 0]  # one gradient step every step: no window to shift
+    for peers, freq, cores in [(8, 8, 2), (5, 8, 2), (32, 8, 2), (16, 8, 4), (3, 4, 1)]:
+        phases = stagger_phases(peers, freq, cores)
+        assert all(0 <= p < freq for p in phases)
+        per_step = [sum((t + p) % freq == 0 for p in phases) for t in range(freq)]
+        assert sum(per_step) == peers
+        assert max(per_step) <= max(cores, -(-peers // freq))

@@ -163,3 +163,19 @@ def test_interrupted_run_stops_all_its_peers(tmp_path: Path, sig: int, sigint_ig
     assert proc.returncode == 130, out[-2000:]
     assert not any(pid_alive(p) for p in pids)
     assert (tmp_path / "int" / "plots" / "learning_curves.png").exists()  # results are closed, not lost
+
+
+def test_stagger_training_gives_each_peer_its_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--stagger-training: the peers' learners get the phases of stagger_phases for this machine's
+    cores (here pretended to be 1: three peers, three bursts); an explicit train_phase is kept."""
+    import orchestrator.run as run_module
+    from orchestrator.run import inproc_clients, peer_specs
+
+    monkeypatch.setattr(run_module, "usable_cores", lambda: 1)
+    config = RunConfig(task="room-6", peers=3, stagger_training=True)
+    clients = inproc_clients(peer_specs(config, tmp_path))
+    assert [c.peer.learner.preset.train_phase for c in clients] == [0, 2, 5]  # train_freq 8 in thirds
+    config.learner = {"train_phase": 1}
+    assert {json.loads(s.learner_overrides)["train_phase"] for s in peer_specs(config, tmp_path)} == {1}
+    config.stagger_training, config.learner = False, {}
+    assert all("train_phase" not in json.loads(s.learner_overrides) for s in peer_specs(config, tmp_path))

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ADDRESS_ENV = "PEERLEARN_CONFORMANCE_ADDRESS"
-CHECKS = Path(__file__).with_name("checks.py")
+CHECKS = Path(__file__).with_name("checks")  # a package: its test_N_*.py files run in order
 
 
 def run(address: str, extra_pytest_args: Sequence[str] = ()) -> int:

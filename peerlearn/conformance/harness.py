@@ -1,5 +1,5 @@
 """The conformance kit's harness: wire helpers that depend on no peer implementation (tensors,
-spaces), and `PeerUnderTest`, the live peer every check talks to. The checks are in checks.py."""
+spaces), and `PeerUnderTest`, the live peer every check talks to. The checks are in checks/."""
 
 from __future__ import annotations
 
@@ -190,3 +190,19 @@ class PeerUnderTest:
 def needs(p: PeerUnderTest, capability: str) -> None:
     if not getattr(p, capability):
         pytest.skip(f"capabilities.{capability} is false: this check does not apply")
+
+
+def reset_peer(p: PeerUnderTest, seed: int | None = None) -> tuple[np.ndarray, int]:
+    """Reset the peer, check the observation it returns, and return it with last_step_id."""
+    obs_space, _ = p.spaces()
+    request = pb.ResetRequest(seed=seed, has_seed=True) if seed is not None else pb.ResetRequest()
+    reply = p.call("Reset", request, f"Reset(seed={seed})")
+    obs = decode(reply.observation, "Reset.observation")
+    assert obs.shape == obs_space.shape, (
+        f"Reset.observation has shape {obs.shape}, expected the observation shape {obs_space.shape}"
+    )
+    assert reply.observation.dtype in FLOAT_DTYPES, (
+        f"Reset.observation must be float, got {reply.observation.dtype}"
+    )
+    assert obs_space.contains(obs), f"Reset.observation {obs.tolist()} is outside the observation space"
+    return obs, int(reply.last_step_id)

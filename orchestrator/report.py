@@ -32,73 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-# ---------------------------------------------------------------------------- statistics
-
-
-def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean of all entries: `scipy.stats.trim_mean(x, 0.25, axis=None)`, i.e. the
-    mean after dropping int(0.25 n) of the smallest and of the largest entries."""
-    x = np.sort(np.asarray(scores, dtype=np.float64).ravel())
-    n = x.size
-    if n == 0:
-        return math.nan
-    cut = int(0.25 * n)
-    return float(x[cut : n - cut].mean())
-
-
-def stratified_bootstrap_ci(
-    scores: np.ndarray, statistic=iqm, reps: int = 2000, size: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile CI of `statistic` over a (runs x tasks) score matrix: each bootstrap sample draws
-    `runs` rows with replacement independently for every task column (rliable's stratified
-    bootstrap). A 1-D input is one task."""
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim == 1:
-        s = s[:, None]
-    n, k = s.shape
-    if n == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(reps, n, k))
-    samples = np.take_along_axis(np.broadcast_to(s, (reps, n, k)), idx, axis=1)
-    stats = np.array([statistic(samples[r]) for r in range(reps)])
-    alpha = (1.0 - size) / 2.0
-    lo, hi = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
-    return float(lo), float(hi)
-
-
-def mean_std(x: np.ndarray) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for one value)."""
-    x = np.asarray(x, dtype=np.float64)
-    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
-
-
-def area_under_curve(returns: np.ndarray) -> float:
-    """The paper's metric for one peer: the mean of all its evaluation returns over the run."""
-    return float(np.mean(returns))
-
-
-def follow_rates(group_steps: np.ndarray, counts: np.ndarray, windows: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Follow rate of each followed peer over time from cumulative counts (rows: group steps,
-    columns: followed peer; counts summed over followers). Returns (window end steps, rates) where
-    rates[w, j] = share of the actions executed in window w that came from peer j."""
-    t = np.asarray(group_steps, dtype=np.float64)
-    c = np.asarray(counts, dtype=np.float64)
-    n = t.size
-    if n == 0:
-        return np.zeros(0), np.zeros((0, c.shape[1] if c.ndim == 2 else 0))
-    k = min(windows, n)
-    ends_idx = sorted({int(round((w + 1) * n / k)) - 1 for w in range(k)})  # last row of each window
-    ends, rates = [], []
-    prev = np.zeros(c.shape[1])
-    for e in ends_idx:
-        d = c[e] - prev
-        total = d.sum()
-        rates.append(d / total if total > 0 else np.full_like(d, np.nan))
-        ends.append(t[e])
-        prev = c[e]
-    return np.array(ends), np.array(rates)
-
+from orchestrator.report_plots import plot_follow_rates, plot_learning_curves
+from orchestrator.stats import area_under_curve, follow_rates, iqm, mean_std, stratified_bootstrap_ci
 
 # ---------------------------------------------------------------------------- reading runs
 
@@ -378,80 +313,6 @@ def follow_table(rows: list[Row]) -> str:
                     f"| {np.mean(middle):.3f} | {np.mean(last):.3f} |"
                 )
     return "\n".join(lines) + "\n"
-
-
-def _bootstrap_band(values: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """95% percentile bootstrap band of the mean over runs (rows) at every step (column)."""
-    rng = np.random.default_rng(seed)
-    n = values.shape[0]
-    means = values[rng.integers(0, n, size=(reps, n))].mean(axis=1)
-    return np.percentile(means, 2.5, axis=0), np.percentile(means, 97.5, axis=0)
-
-
-def plot_learning_curves(rows: list[Row], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = sorted({r.task for r in rows})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for row in (r for r in rows if r.task == task):
-            curves = [r.curve() for r in row.runs]
-            common = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
-            vals = np.array([[dict(zip(s.tolist(), v.tolist(), strict=True))[x] for x in common] for s, v in curves])
-            mean = vals.mean(axis=0)
-            (line,) = ax.plot(common, mean, marker="o", ms=3, label=f"{row.condition} (n={len(row.runs)})")
-            if len(row.runs) > 1:
-                lo, hi = _bootstrap_band(vals)
-                ax.fill_between(common, lo, hi, alpha=0.15, color=line.get_color())
-        ax.set_title(task)
-        ax.set_xlabel("env steps per peer")
-        ax.set_ylabel("evaluation return (mean over runs, 95% CI)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def plot_follow_rates(rows: list[Row], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in rows if any(len({b for _, b, _ in run.follow}) > 1 for run in r.runs)]
-    if not rows:
-        return None
-    cols = min(4, len(rows))
-    nrows = math.ceil(len(rows) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
-    for ax, row in zip(axes.ravel(), rows, strict=False):
-        followed = sorted({b for r in row.runs for _, b, _ in r.follow})
-        for b in followed:
-            by_t: dict[float, list[float]] = {}
-            for r in row.runs:
-                for t, bb, x in r.follow:
-                    if bb == b and not math.isnan(x):
-                        by_t.setdefault(t, []).append(x)
-            ts = sorted(by_t)
-            role = row.runs[0].roles.get(b, "")
-            ax.plot(ts, [np.mean(by_t[t]) for t in ts], marker=".", label=f"{b} {role}".strip())
-        ax.set_title(f"{row.task} {row.condition}", fontsize=9)
-        ax.set_xlabel("group step")
-        ax.set_ylabel("share of executed actions")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(rows) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def report(

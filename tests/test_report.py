@@ -10,19 +10,15 @@ import pytest
 
 from orchestrator.report import (
     RunData,
-    area_under_curve,
     condition_label,
-    follow_rates,
     group_runs,
-    iqm,
     load_run,
     markdown_table,
-    mean_std,
     read_csvs,
     report,
-    stratified_bootstrap_ci,
     write_csvs,
 )
+from orchestrator.stats import area_under_curve, follow_rates, iqm, mean_std, stratified_bootstrap_ci
 
 pytestmark = pytest.mark.timeout(60)
 

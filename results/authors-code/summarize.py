@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.report import iqm, mean_std, stratified_bootstrap_ci
+from orchestrator.stats import iqm, mean_std, stratified_bootstrap_ci
 
 
 def load(path: Path) -> tuple[float, float]:

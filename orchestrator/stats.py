@@ -1,0 +1,82 @@
+"""Statistics of the report (pure numpy): the interquartile mean and rliable's stratified bootstrap
+interval, mean and sample std, the paper's area-under-the-curve metric, follow rates over time, and a
+bootstrap band of the mean for learning-curve plots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all entries: `scipy.stats.trim_mean(x, 0.25, axis=None)`, i.e. the
+    mean after dropping int(0.25 n) of the smallest and of the largest entries."""
+    x = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    n = x.size
+    if n == 0:
+        return math.nan
+    cut = int(0.25 * n)
+    return float(x[cut : n - cut].mean())
+
+
+def stratified_bootstrap_ci(
+    scores: np.ndarray, statistic=iqm, reps: int = 2000, size: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile CI of `statistic` over a (runs x tasks) score matrix: each bootstrap sample draws
+    `runs` rows with replacement independently for every task column (rliable's stratified
+    bootstrap). A 1-D input is one task."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        s = s[:, None]
+    n, k = s.shape
+    if n == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(reps, n, k))
+    samples = np.take_along_axis(np.broadcast_to(s, (reps, n, k)), idx, axis=1)
+    stats = np.array([statistic(samples[r]) for r in range(reps)])
+    alpha = (1.0 - size) / 2.0
+    lo, hi = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
+    return float(lo), float(hi)
+
+
+def mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for one value)."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
+
+
+def area_under_curve(returns: np.ndarray) -> float:
+    """The paper's metric for one peer: the mean of all its evaluation returns over the run."""
+    return float(np.mean(returns))
+
+
+def follow_rates(group_steps: np.ndarray, counts: np.ndarray, windows: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Follow rate of each followed peer over time from cumulative counts (rows: group steps,
+    columns: followed peer; counts summed over followers). Returns (window end steps, rates) where
+    rates[w, j] = share of the actions executed in window w that came from peer j."""
+    t = np.asarray(group_steps, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    n = t.size
+    if n == 0:
+        return np.zeros(0), np.zeros((0, c.shape[1] if c.ndim == 2 else 0))
+    k = min(windows, n)
+    ends_idx = sorted({int(round((w + 1) * n / k)) - 1 for w in range(k)})  # last row of each window
+    ends, rates = [], []
+    prev = np.zeros(c.shape[1])
+    for e in ends_idx:
+        d = c[e] - prev
+        total = d.sum()
+        rates.append(d / total if total > 0 else np.full_like(d, np.nan))
+        ends.append(t[e])
+        prev = c[e]
+    return np.array(ends), np.array(rates)
+
+
+def bootstrap_band(values: np.ndarray, reps: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """95% percentile bootstrap band of the mean over runs (rows) at every step (column)."""
+    rng = np.random.default_rng(seed)
+    n = values.shape[0]
+    means = values[rng.integers(0, n, size=(reps, n))].mean(axis=1)
+    return np.percentile(means, 2.5, axis=0), np.percentile(means, 97.5, axis=0)

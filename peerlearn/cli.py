@@ -116,7 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
-    from peerlearn.security import make_certificates
+    from peerlearn.certs import make_certificates
 
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     written = make_certificates(args.out, peers, days=args.days,

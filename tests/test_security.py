@@ -27,8 +27,9 @@ from orchestrator.run import run_group
 from orchestrator.transport import GrpcPeerClient, PeerCallError
 from peer_service.peer import Peer, PeerConfig
 from peer_service.server import MAX_CONCURRENT_RPCS, serve
+from peerlearn.certs import make_certificates
 from peerlearn.cli import main as cli_main
-from peerlearn.security import ClientSecurity, SecurityError, ServerSecurity, make_certificates
+from peerlearn.security import ClientSecurity, SecurityError, ServerSecurity
 from peerlearn.tensors import to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc

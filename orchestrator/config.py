@@ -51,7 +51,8 @@ class RunConfig:
     """Shift the peers' train_freq windows so that at most as many peers as this machine has cores run
     their gradient steps in the same group step (stagger_phases). Same amount of training per peer;
     measured +8% agent-steps/s at N=8 on 2 cores, nothing at N=4 (docs/performance.md). Off by default:
-    the phases depend on the launching machine's cores, so a seed would no longer fix a run everywhere."""
+    the phases depend on the launching machine's cores, so a seed would no longer fix a run everywhere
+    (a resumed run recomputes them). Peers started elsewhere take train_phase in their learner settings."""
     agent_value_aggregation: str = "median"
     """How the learners' evidence becomes agent values: median (robust, a peer's evidence about itself
     excluded), trimmed_mean, or mean (the paper's pooled mean)."""

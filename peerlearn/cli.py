@@ -28,7 +28,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-values-in-step", dest="values_in_step", action="store_const", const=False,
                    help="value trust evidence in a separate Evaluate (default: inside Step where a peer offers it)")
     p.add_argument("--stagger-training", dest="stagger_training", action="store_const", const=True,
-                   help="shift the peers' training windows so at most one peer per core trains in a group step")
+                   help="peers started here: shift their training windows so at most one peer per core trains "
+                   "in a group step (remote peers: train_phase in their learner settings)")
     p.add_argument("--eval-every", type=int, help="own env steps between evaluations")
     p.add_argument("--status-port", type=int, help="port of the status service (0 = free port, -1 = off)")
     p.add_argument("--no-progress", dest="progress", action="store_const", const=False)

@@ -236,7 +236,7 @@ def write_csv(rows: list[dict[str, object]], path: Path) -> None:
 
 async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int, out: Path,
                          authors: Path | None = None, authors_python: str | None = None) -> None:
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if "overhead" in which:
         rows = []
         for training in (False, True):

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from orchestrator.config import usable_cores
+
 # Their env ids, env arguments and learning rates per task (Experiments.md, "Peer Learning" rows).
 AUTHORS_TASKS = {
     "hopper": ("Hopper-v4", ["terminate_when_unhealthy=False"], "3e-4"),
@@ -80,7 +82,7 @@ async def authors_table(task: str, steps: int, authors: Path, python: str) -> li
              ("authors' code, torch's default threads (as it runs)", theirs),
              ("authors' code, one torch thread", theirs_one)]
     per_step = compute_limit(task, max(steps, 200), every=8)
-    named.append((f"compute limit ({per_step * 1000:.2f} ms/agent-step x {os.cpu_count()} cores)",
-                  (os.cpu_count() or 1) / per_step))
+    cores = usable_cores()
+    named.append((f"compute limit ({per_step * 1000:.2f} ms/agent-step x {cores} cores)", cores / per_step))
     return [{"schedule": name, "agent_steps_per_s": rate, "ours_vs_this": ours.agent_steps_per_s / rate}
             for name, rate in named]

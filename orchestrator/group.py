@@ -33,7 +33,7 @@ from orchestrator.transport import PeerCallError, PeerClient
 from orchestrator.trust import aggregate_agent_values, choose, combine, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.tensors import WireError, spaces_equal
-from peerlearn.validation import check_actions, check_states, check_values
+from peerlearn.validation import check_actions, check_states, check_values, empty_batch
 
 NOBODY = -1
 Scored = tuple[list[int], np.ndarray]  # candidate peer indices and their Q values
@@ -252,10 +252,10 @@ class Group:
             if not candidates and draw is None:
                 return m.index, None, []
             q_states = np.repeat(m.obs[None].astype(np.float32), len(candidates), axis=0) if candidates else \
-                np.zeros((0, *obs_space.shape), np.float32)
+                empty_batch(obs_space)
             q_actions = np.stack([suggestions[(m.index, j)] for j in candidates]) if candidates else \
-                np.zeros((0, *(act_space.shape or ())), np.float32 if act_space.shape else np.int64)
-            v_states = draw.v_states if draw is not None else np.zeros((0, *obs_space.shape), np.float32)
+                empty_batch(act_space)
+            v_states = draw.v_states if draw is not None else empty_batch(obs_space)
             try:
                 q, v = await m.client.evaluate(q_states, q_actions, check_states(v_states, obs_space, "v"))
                 q = check_values(q, len(candidates), "q_values")

@@ -30,7 +30,7 @@ from peer_service.learner import SB3Learner
 from peer_service.presets import preset_for
 from peer_service.validation import PeerError
 from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
-from peerlearn.validation import check_actions, check_states
+from peerlearn.validation import check_actions, check_states, empty_batch
 
 # Bound on StepRequest.next_observation_rows (the orchestrator sends at most trust + agent-value batch).
 MAX_NEXT_OBSERVATION_ROWS = 1024
@@ -139,8 +139,7 @@ class Peer:
             return np.array([optimal_action(s, self.room_size or 2, toward_mirror=mirror) for s in states],
                             dtype=np.int64)
         if len(states) == 0:
-            return np.zeros((0, *(self.action_space.shape or ())),
-                            dtype=np.int64 if self.learner.is_discrete else np.float32)
+            return empty_batch(self.action_space)
         return self.learner.suggest(states, deterministic)
 
     def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
@@ -234,10 +233,7 @@ class Peer:
         self.settle()  # with overlap_training the step's gradient steps are still pending
         rows = np.array(v_states, dtype=np.float32, copy=True)
         rows[next_rows] = next_obs
-        no_q_states = np.zeros((0, *self.observation_space.shape), np.float32)
-        no_actions = np.zeros((0, *(self.action_space.shape or ())),
-                              dtype=np.float32 if self.action_space.shape else np.int64)
-        return self._critic(no_q_states, no_actions, rows)[1]
+        return self._critic(empty_batch(self.observation_space), empty_batch(self.action_space), rows)[1]
 
     def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
         learner = self._require_learner("RunEvaluation")

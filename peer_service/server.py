@@ -32,6 +32,7 @@ from peerlearn.security import MalformedRequestGuard, ServerSecurity
 from peerlearn.tensors import WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc, tensor_pb2
+from peerlearn.validation import empty_batch
 
 log = logging.getLogger("peerlearn.peer")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PeerService"].full_name
@@ -153,11 +154,8 @@ def _rows(tensor: tensor_pb2.Tensor) -> int:
 
 def _batch(request: Any, field: str, space: Any) -> Any:
     """An unset batch field means an empty batch of the space's shape; shapes are checked by the peer."""
-    import numpy as np
-
     if not request.HasField(field):
-        discrete = not space.shape
-        return np.zeros((0, *(space.shape or ())), dtype=np.int64 if discrete else np.float32)
+        return empty_batch(space)
     return from_tensor(getattr(request, field), field)
 
 

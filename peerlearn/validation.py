@@ -13,6 +13,13 @@ from peerlearn.tensors import WireError
 MAX_BATCH = 4096
 
 
+def empty_batch(space: gym.Space) -> np.ndarray:
+    """A batch of no rows of `space`: what an unset batch field of a request or a reply stands for
+    (int64 for a Discrete space, whose shape is (), else float32)."""
+    shape = tuple(space.shape or ())
+    return np.zeros((0, *shape), dtype=np.float32 if shape else np.int64)
+
+
 def check_states(states: np.ndarray, space: gym.Space, name: str) -> np.ndarray:
     """A batch of observations: shape (B, *obs_shape), float, finite. Returns float32."""
     shape = space.shape or ()

@@ -89,3 +89,19 @@ def test_memory_reports_rss_beyond_the_replay_buffer_without_numpy_huge_pages() 
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if thp.exists() and "[always]" not in thp.read_text():  # with THP always, the kernel uses them anyway
         assert all(r["peer_huge_pages_mib"] == 0 for r in rows)
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "own-interpreter"])
+def test_local_peers_env_reaches_the_peer_processes(tmp_path: Path, fork_server: bool) -> None:
+    """`LocalPeers(env=...)` (how bench memory turns NumPy's huge pages off) sets the variables in the
+    peers' processes, forked or started in their own interpreter; the launcher's own stay set too."""
+    from orchestrator.bench import _specs
+    from orchestrator.launcher import LocalPeers
+
+    async def environ() -> bytes:
+        async with LocalPeers(_specs("room-6", 1, 100, False, 0), tmp_path, fork_server=fork_server,
+                              env={"PEERLEARN_TEST_MARK": "42"}) as local:
+            return Path(f"/proc/{local.pids[0]}/environ").read_bytes()
+
+    variables = asyncio.run(environ()).split(b"\0")
+    assert b"PEERLEARN_TEST_MARK=42" in variables and b"OMP_NUM_THREADS=1" in variables

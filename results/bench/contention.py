@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from orchestrator.config import usable_cores
+
 # The compute limit's own loop (orchestrator/bench.py), each copy timed from the same instant.
 CHILD = """
 import sys
@@ -33,7 +35,7 @@ def run(k: int, steps: int, every: int) -> float:
 
 
 def main(steps: int, every: int) -> None:
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     rows = [(k, run(k, steps, every)) for k in (1, 2, 4, 1, 2, 4)]
     print(f"\n{steps} timed steps each, train_freq = gradient_steps = {every}, {cores} cores")
     print("| learners at once | agent-steps/s, all together | per learner |")

@@ -9,17 +9,17 @@ measured before and after, in the same invocation. Run from the repository root 
 """
 
 import asyncio
-import os
 import sys
 
 from orchestrator.bench import compute_limit, measure
+from orchestrator.config import usable_cores
 
 GROUPS = (4, 8)
 MODES = ("same step", "staggered")
 
 
 async def main(repeats: int, steps: int) -> None:
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     limits = [compute_limit("halfcheetah", steps, every=8)]
     results: dict[tuple[int, str], list[float]] = {}
     for _ in range(repeats):

@@ -9,16 +9,16 @@ repository root on an idle machine:
 """
 
 import asyncio
-import os
 import sys
 
 from orchestrator.bench import compute_limit, measure
+from orchestrator.config import usable_cores
 
 SCHEDULES = [("no training", False, 1), ("paper: 8 every 8", True, 8), ("1 every 1", True, 1)]
 
 
 async def main(repeats: int, steps: int) -> None:
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     limits = {every: [compute_limit("halfcheetah", steps, every=every)] for _, training, every in SCHEDULES if training}
     results: dict[tuple[str, str], list[float]] = {}
     rpcs: dict[tuple[str, str], float] = {}

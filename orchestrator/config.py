@@ -56,6 +56,10 @@ class RunConfig:
     agent_value_aggregation: str = "median"
     """How the learners' evidence becomes agent values: median (robust, a peer's evidence about itself
     excluded), trimmed_mean, or mean (the paper's pooled mean)."""
+    agent_value_updates: str = "per_env_step"
+    """How often the agent values move: per_env_step (the authors' rate: after every env step of every
+    acting peer, so N updates per group step of N acting peers, each from fresh draws) or
+    per_group_step (one update per group step; peerlearn's rate before 2026-12, N times slower)."""
     early_fraction: float = 0.74
     """Share of the budget during which `early` mode follows random other peers."""
     # --- evaluation, results, transport
@@ -129,6 +133,9 @@ class RunConfig:
         if self.agent_value_aggregation not in ("mean", "median", "trimmed_mean"):
             raise ValueError(f"agent_value_aggregation must be mean, median or trimmed_mean, "
                              f"got {self.agent_value_aggregation!r}")
+        if self.agent_value_updates not in ("per_env_step", "per_group_step"):
+            raise ValueError(f"agent_value_updates must be per_env_step or per_group_step, "
+                             f"got {self.agent_value_updates!r}")
         if self.below_quorum not in ("continue", "pause"):
             raise ValueError(f"below_quorum must be continue or pause, got {self.below_quorum!r}")
         if self.transport not in ("grpc", "inproc"):

@@ -24,7 +24,27 @@ import numpy as np
 from orchestrator.buffers import SuggestionBuffer
 from orchestrator.trust import td_targets
 
-Evidence = tuple[int, str, np.ndarray, np.ndarray]  # (evaluating peer, "trust"/"agent_values", followed, targets)
+
+@dataclass(frozen=True)
+class Evidence:
+    """TD targets of drawn suggestion-buffer entries, valued by one learner's own critic."""
+
+    peer: int  # the learner whose critic valued the entries (and whose buffer they came from)
+    kind: str  # "trust" (that learner's own trust) or "agent_values" (pooled for the group's values)
+    followed: np.ndarray  # per entry, the peer that was followed
+    targets: np.ndarray  # per entry, Eq. 8's target
+    round: int = 0  # which agent-value update of the step it belongs to (one per acting peer's env step)
+
+    def as_tuple(self) -> tuple[int, str, np.ndarray, np.ndarray, int]:
+        """Plain values, for checkpoints (pickles of the orchestrator's state outlive this class)."""
+        return self.peer, self.kind, self.followed.copy(), self.targets.copy(), self.round
+
+    @classmethod
+    def from_tuple(cls, saved: tuple) -> Evidence:
+        """Inverse of as_tuple; also reads the 4-tuples of checkpoints written before `round` existed."""
+        peer, kind, followed, targets, *rest = saved
+        return cls(int(peer), str(kind), np.asarray(followed).copy(), np.asarray(targets).copy(),
+                   int(rest[0]) if rest else 0)
 
 
 @dataclass
@@ -60,12 +80,15 @@ def evidence_from_values(draw: EvidenceDraw, values: np.ndarray, buffer: Suggest
     once the pending transition, if any, is stored: rewards and terminations are read from the buffer."""
     total = len(draw.v_states) // 2
     v_next, v_now = values[:total], values[total:]
-    out, offset = [], 0
+    out: list[Evidence] = []
+    offset = 0
+    rounds: dict[str, int] = {}
     for kind, slots in draw.draws:
         k = len(slots)
         batch = buffer.take(slots)
         targets = td_targets(batch.rewards, v_next[offset:offset + k], v_now[offset:offset + k],
                              batch.terminated, gamma, advantage)
-        out.append((index, kind, batch.followed, targets))
+        rounds[kind] = rounds.get(kind, -1) + 1  # the n-th batch of a kind feeds the n-th update
+        out.append(Evidence(index, kind, batch.followed, targets, rounds[kind]))
         offset += k
     return out

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from orchestrator.config import RunConfig
 from orchestrator.evidence import Evidence, EvidenceDraw, draw_evidence, evidence_from_values
 from orchestrator.health import HEALTHY, HealthMonitor
 from orchestrator.transport import PeerCallError, PeerClient
-from orchestrator.trust import aggregate_agent_values, choose, combine, update_reputation
+from orchestrator.trust import aggregate_agent_values, choose_from, combine, normalise, softmax, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.tensors import WireError, spaces_equal
 from peerlearn.validation import check_actions, check_states, check_values, empty_batch
@@ -79,9 +79,30 @@ class Member:
 
 
 @dataclass
+class Decision:
+    """One choice of whom to follow, as the softmax saw it (logged to decisions.csv)."""
+
+    candidates: list[int]
+    components: dict[str, np.ndarray]  # critic / trust / agent_values, each normalised over the candidates
+    probabilities: np.ndarray  # softmax of their sum, per candidate
+    followed: int
+
+
+@dataclass
 class Plan:
     deciding: bool
     ask: list[int]  # adviser indices to ask (empty: act on own policy)
+
+
+class Recorder(Protocol):
+    """What the loop reports as it runs (orchestrator/results.py:RunRecorder writes it to the run folder)."""
+
+    def group_row(self, group: Group) -> None: ...
+    def step_result(self, group: Group, m: Member, result: StepResult) -> None: ...
+    def decision(self, group: Group, m: Member, decision: Decision) -> None: ...
+    def evaluation(self, group: Group, m: Member, result: EvalResult) -> None: ...
+    def health_event(self, group: Group, m: Member, event: str) -> None: ...
+    def checkpoint(self, state: dict[str, Any]) -> None: ...
 
 
 class GroupError(RuntimeError):
@@ -89,7 +110,7 @@ class GroupError(RuntimeError):
 
 
 class Group:
-    def __init__(self, members: list[Member], config: RunConfig, recorder: Any = None) -> None:
+    def __init__(self, members: list[Member], config: RunConfig, recorder: Recorder | None = None) -> None:
         self.members = members
         self.config = config
         self.recorder = recorder
@@ -102,9 +123,8 @@ class Group:
         self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
         self.av_batch = max(1, config.trust_batch // n)  # section 9.5: at least one entry per peer
-        self.evidence_batches = ([("trust", config.trust_batch)] if config.use_trust else []) + \
-            ([("agent_values", self.av_batch)] if config.use_agent_values else [])
-        self.reputations = config.mode == "peer" and bool(self.evidence_batches)
+        self.reputations = config.mode == "peer" and (config.use_trust or config.use_agent_values)
+        self.av_rounds = 1  # agent-value updates in the current step (set per step, evidence_batches)
         # Evidence valued inside the last Step (values_in_step peers), applied with the next step's.
         self.pending_evidence: list[Evidence] = []
         self.t = 0
@@ -115,7 +135,8 @@ class Group:
 
     # ------------------------------------------------------------------ set-up
     @classmethod
-    async def connect(cls, clients: list[PeerClient], config: RunConfig, recorder: Any = None) -> Group:
+    async def connect(cls, clients: list[PeerClient], config: RunConfig,
+                      recorder: Recorder | None = None) -> Group:
         infos = await asyncio.gather(*(c.get_info() for c in clients))
         check_compatible(infos)
         n = len(clients)
@@ -161,6 +182,9 @@ class Group:
         acting = [m for m in self.members if m.acts and m.obs is not None and usable(m)
                   and (only is None or m.index in only)]
         plans = {m.index: self._plan(m) for m in acting}
+        # The authors' code updates the agent values after every env step of every peer; a group step
+        # is one env step of each acting peer, so it makes that many updates (docs/algorithm.md).
+        self.av_rounds = len(acting) if self.config.agent_value_updates == "per_env_step" else 1
 
         t0 = time.perf_counter()
         cfg = self.config
@@ -180,7 +204,7 @@ class Group:
         # critics that trained on it (in this step's Evaluate, or inside the previous Step for
         # values_in_step peers): this is the reference's "update after every env step".
         # In member order, as one Evaluate round would give it: Step replies arrive in any order.
-        evidence = sorted(self.pending_evidence + evidence, key=lambda e: e[0])  # stable: trust first
+        evidence = sorted(self.pending_evidence + evidence, key=lambda e: e.peer)  # stable: trust first
         self.pending_evidence = []
         self._update_reputations(evidence)
         choices = {m.index: self._choose(m, plans[m.index], suggestions, q_values.get(m.index)) for m in acting}
@@ -248,7 +272,7 @@ class Group:
                 plan.deciding and cfg.mode == "peer" and cfg.use_critic) else []
             draw = None
             if self.reputations and m.buffer is not None and not self._values_in_step(m):
-                draw = draw_evidence(m.buffer, self.rng, self.evidence_batches)
+                draw = draw_evidence(m.buffer, self.rng, self.evidence_batches())
             if not candidates and draw is None:
                 return m.index, None, []
             q_states = np.repeat(m.obs[None].astype(np.float32), len(candidates), axis=0) if candidates else \
@@ -276,19 +300,26 @@ class Group:
     def _values_in_step(self, m: Member) -> bool:
         return self.config.values_in_step and m.info.capabilities.values_in_step
 
+    def evidence_batches(self) -> list[tuple[str, int]]:
+        """What each learner draws from its suggestion buffer this step: one trust batch, and one
+        agent-value batch per agent-value update of the step (`av_rounds`)."""
+        cfg = self.config
+        return ([("trust", cfg.trust_batch)] if cfg.use_trust else []) + \
+            ([("agent_values", self.av_batch)] * self.av_rounds if cfg.use_agent_values else [])
+
     def _update_reputations(self, evidence: list[Evidence]) -> None:
         """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
-        evidence of all learners, each scored by its own critic (Eq. 7)."""
+        evidence of all learners, each scored by its own critic (Eq. 7), one update per round."""
         lr = self.config.reputation_lr
-        pooled = []
-        for index, kind, followed, targets in evidence:
-            if kind == "trust":
-                m = self.members[index]
-                m.trust = update_reputation(m.trust, followed, targets, lr)
+        rounds: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for e in evidence:
+            if e.kind == "trust":
+                m = self.members[e.peer]
+                m.trust = update_reputation(m.trust, e.followed, e.targets, lr)
             else:
-                pooled.append((index, followed, targets))
-        if pooled:
-            self.agent_values = aggregate_agent_values(self.agent_values, pooled, lr,
+                rounds.setdefault(e.round, []).append((e.peer, e.followed, e.targets))
+        for r in sorted(rounds):
+            self.agent_values = aggregate_agent_values(self.agent_values, rounds[r], lr,
                                                        self.config.agent_value_aggregation,
                                                        running=self.av_evidence)
 
@@ -311,8 +342,14 @@ class Group:
                 components["trust"] = m.trust[candidates]
             if cfg.use_agent_values:
                 components["agent_values"] = self.agent_values[candidates]
-            followed = candidates[choose(self.rng, combine(components), cfg.temperature)] if components else \
-                candidates[int(self.rng.integers(len(candidates)))]
+            if components:
+                probabilities = softmax(combine(components), cfg.temperature)
+                followed = candidates[choose_from(self.rng, probabilities)]
+                if self.recorder is not None:
+                    self.recorder.decision(self, m, Decision(candidates, {k: normalise(v) for k, v in
+                                                                          components.items()}, probabilities, followed))
+            else:
+                followed = candidates[int(self.rng.integers(len(candidates)))]
         else:
             followed = candidates[0]
         if plan.deciding:
@@ -327,7 +364,7 @@ class Group:
             draw = None
             if self.reputations and m.buffer is not None and self._values_in_step(m):
                 # Drawn now, before the transition exists, from the buffer as it will stand with it.
-                draw = draw_evidence(m.buffer, self.rng, self.evidence_batches, m.obs if stored else None)
+                draw = draw_evidence(m.buffer, self.rng, self.evidence_batches(), m.obs if stored else None)
             result = await self._step_with_retry(m, action, draw)
             if result is None:
                 return
@@ -423,7 +460,7 @@ class Group:
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
         return {"t": self.t, "rng": self.rng.bit_generator.state, "agent_values": self.agent_values.copy(),
                 "av_evidence": self.av_evidence.copy(),
-                "pending_evidence": [(i, kind, f.copy(), t.copy()) for i, kind, f, t in self.pending_evidence],
+                "pending_evidence": [e.as_tuple() for e in self.pending_evidence],
                 "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
                              "trust": m.trust.copy(), "follow_counts": m.follow_counts.copy(),
                              "last_eval_return": m.last_eval_return,
@@ -452,8 +489,7 @@ class Group:
         self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
         if "av_evidence" in state:
             self.av_evidence = np.asarray(state["av_evidence"], dtype=np.float64).copy()
-        self.pending_evidence = [(int(i), str(kind), np.asarray(f).copy(), np.asarray(t).copy())
-                                 for i, kind, f, t in state.get("pending_evidence", [])]
+        self.pending_evidence = [Evidence.from_tuple(e) for e in state.get("pending_evidence", [])]
         for m, saved in zip(self.members, state["members"], strict=True):
             m.steps, m.trust = int(saved["steps"]), np.asarray(saved["trust"], dtype=np.float64).copy()
             m.follow_counts = np.asarray(saved["follow_counts"]).copy()

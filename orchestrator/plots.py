@@ -39,6 +39,44 @@ def learning_curves(run_dir: Path, ax: plt.Axes) -> None:
     ax.grid(alpha=0.3)
 
 
+def _series(rows: list[dict[str, str]], key: str) -> np.ndarray:
+    return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+
+
+def _choice_figure(rows: list[dict[str, str]], names: list[str], askers: list[str], steps: np.ndarray) -> plt.Figure:
+    """What each asker's softmax sees, per adviser: its trust normalised by the largest |trust| (the
+    scale the choice uses; raw trust only decays from its start of 200 and every line lies on the
+    others) and the mean selection probability over its decisions; last panel: the agent values,
+    normalised the same way. Runs written before these columns existed get raw trust."""
+    normalised = bool(rows) and f"trust_norm/{names[0]}/{names[0]}" in rows[0]
+    fig, axes = plt.subplots(2 if normalised else 1, len(askers) + 1, figsize=(4 * (len(askers) + 1), 6.4 if
+                             normalised else 3.6), squeeze=False)
+    for col, a in enumerate(askers):
+        ax = axes[0][col]
+        for b in names:
+            ax.plot(steps, _series(rows, f"trust_norm/{a}/{b}" if normalised else f"trust/{a}/{b}"), label=b)
+        ax.set_title(f"trust of {a}" + (" (normalised)" if normalised else ""), fontsize=9)
+        if normalised:
+            ax = axes[1][col]
+            for b in names:
+                ax.plot(steps, _series(rows, f"select_prob/{a}/{b}"), label=b)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"selection probability, decisions of {a}", fontsize=9)
+        ax.set_xlabel("group step")
+    ax = axes[0][-1]
+    values = np.stack([_series(rows, f"agent_value/{b}") for b in names], axis=1)
+    scale = np.nanmax(np.abs(values), axis=1, keepdims=True)
+    for k, b in enumerate(names):
+        ax.plot(steps, values[:, k] / np.where(scale[:, 0] > 0, scale[:, 0], 1.0), label=b)
+    ax.set_title("agent values (group, normalised)", fontsize=9)
+    ax.set_xlabel("group step")
+    ax.legend(fontsize=7)
+    if normalised:
+        axes[1][-1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def write_plots(run_dir: Path) -> list[Path]:
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
@@ -58,19 +96,7 @@ def write_plots(run_dir: Path) -> list[Path]:
         names = [k.split("/", 1)[1] for k in rows[0] if k.startswith("agent_value/")]
         steps = np.array([float(r["group_step"]) for r in rows])
         askers = [a for a in names if float(rows[-1][f"steps/{a}"]) > 0]
-        fig, axes = plt.subplots(1, len(askers) + 1, figsize=(4 * (len(askers) + 1), 3.6), squeeze=False)
-        for ax, a in zip(axes[0], askers, strict=False):
-            for b in names:
-                ax.plot(steps, [float(r[f"trust/{a}/{b}"]) for r in rows], label=b)
-            ax.set_title(f"trust of {a}", fontsize=9)
-            ax.set_xlabel("group step")
-        ax = axes[0][-1]
-        for b in names:
-            ax.plot(steps, [float(r[f"agent_value/{b}"]) for r in rows], label=b)
-        ax.set_title("agent values (group)", fontsize=9)
-        ax.set_xlabel("group step")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        fig = _choice_figure(rows, names, askers, steps)
         fig.savefig(out / "trust.png", dpi=110)
         plt.close(fig)
         written.append(out / "trust.png")

@@ -56,7 +56,7 @@ class RunData:
         return sorted(self.curves)
 
     def avg_return(self) -> float:
-        return float(np.mean([area_under_curve(r) for _, r in self.curves.values()]))
+        return float(np.mean([area_under_curve(s, r) for s, r in self.curves.values()]))
 
     def final_return(self) -> float:
         return float(np.mean([r[-1] for _, r in self.curves.values()]))

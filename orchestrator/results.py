@@ -2,9 +2,15 @@
 
 - `config.toml`, `versions.json`: the resolved configuration, package versions and seed;
 - `peers/<peer_id>/monitor.csv` (SB3's r,l,t) and `evaluations.csv` (step, mean, std, returns);
-- `group.csv`: trust, agent values and follow counts over time;
+- `group.csv`: trust, agent values and follow counts over time, and what the choice sees: each
+  learner's trust normalised as the softmax uses it (`trust_norm/<asker>/<adviser>`) and the mean
+  selection probability of every adviser over the decisions since the last row
+  (`select_prob/<asker>/<adviser>`, empty when the asker made no decision);
+- `decisions.csv`: every decision, one row per candidate: its three normalised components (critic,
+  trust, agent value; empty when switched off), its softmax probability and whether it was followed;
 - `tb/<peer_id>/`, `tb/group/`: TensorBoard events with CleanRL/SB3 tags (`charts/episodic_return`,
-  `charts/SPS`, `losses/*`) plus `peer/trust/*`, `peer/agent_value/*`, `peer/follow_rate/*`;
+  `charts/SPS`, `losses/*`) plus `peer/trust/*`, `peer/agent_value/*`, `peer/follow_rate/*`,
+  `peer/select_prob/*`;
 - `plots/*.png` (plots.py) when the run ends.
 """
 
@@ -25,7 +31,9 @@ from orchestrator.config import RunConfig, to_toml
 from peerlearn.messages import EvalResult, StepResult
 
 if TYPE_CHECKING:
-    from orchestrator.group import Group, Member
+    from orchestrator.group import Decision, Group, Member
+
+COMPONENTS = ("critic", "trust", "agent_values")
 
 PACKAGES = ("peerlearn", "torch", "stable-baselines3", "gymnasium", "mujoco", "numpy", "grpcio", "protobuf")
 
@@ -65,6 +73,9 @@ class RunRecorder:
         self._group_csv: Any = None
         self._last_loss_step: dict[str, int] = {}
         self._purge: dict[str, int] = {}
+        # Selection probabilities summed over the decisions since the last group.csv row, per asker.
+        self._prob_sums: dict[int, np.ndarray] = {}
+        self._decisions: dict[int, int] = {}
 
     def start(self, group: Group, resume: dict[str, Any] | None = None) -> None:
         """Create the result files, or (resume) cut them back to their size at the checkpoint and
@@ -93,7 +104,11 @@ class RunRecorder:
         header += [f"trust/{a}/{b}" for a in names for b in names]
         header += [f"agent_value/{b}" for b in names]
         header += [f"follow/{a}/{b}" for a in names for b in names]
+        header += [f"trust_norm/{a}/{b}" for a in names for b in names]
+        header += [f"select_prob/{a}/{b}" for a in names for b in names]
         self._group_csv = self._open("group", self.run_dir / "group.csv", ",".join(header) + "\n", sizes)
+        self._open("decisions", self.run_dir / "decisions.csv",
+                   "group_step,peer,candidate," + ",".join(COMPONENTS) + ",probability,followed\n", sizes)
         self._open("health", self.run_dir / "health.csv", "time,unix_time,group_step,peer,event\n", sizes)
 
     def _open(self, key: str, path: Path, header: str, sizes: dict[str, int]) -> Any:
@@ -161,13 +176,32 @@ class RunRecorder:
         f.write(f"{now - self.started:.4f},{now:.3f},{group.t},{m.name},{event}\n")
         f.flush()
 
+    def decision(self, group: Group, m: Member, decision: Decision) -> None:
+        """decisions.csv: one row per candidate of a softmax choice; sums for group.csv's select_prob."""
+        rows = csv.writer(self._files["decisions"])
+        for k, j in enumerate(decision.candidates):
+            parts = [f"{decision.components[c][k]:.4g}" if c in decision.components else "" for c in COMPONENTS]
+            rows.writerow([group.t, m.name, group.members[j].name, *parts, f"{decision.probabilities[k]:.4g}",
+                           int(j == decision.followed)])
+        sums = self._prob_sums.setdefault(m.index, np.zeros(len(group.members)))
+        sums[decision.candidates] += decision.probabilities
+        self._decisions[m.index] = self._decisions.get(m.index, 0) + 1
+
     def group_row(self, group: Group) -> None:
+        from orchestrator.trust import normalise
+
         members = group.members
+        probs = {m.index: self._prob_sums[m.index] / self._decisions[m.index]
+                 for m in members if self._decisions.get(m.index)}
+        self._prob_sums, self._decisions = {}, {}
         row: list[Any] = [group.t, f"{time.time() - self.started:.4g}", f"{group.steps_per_second:.4g}"]
         row += [m.steps for m in members]
         row += [f"{v:.6g}" for m in members for v in m.trust]
         row += [f"{v:.6g}" for v in group.agent_values]
         row += [int(c) for m in members for c in m.follow_counts]
+        row += [f"{v:.4g}" for m in members for v in normalise(m.trust)]
+        row += [(f"{v:.4g}" if m.index in probs else "") for m in members
+                for v in probs.get(m.index, np.zeros(len(members)))]
         csv.writer(self._group_csv).writerow(row)
         if (w := self.writer("group")) is not None:
             w.add_scalar("charts/SPS", group.steps_per_second, group.t)
@@ -180,6 +214,8 @@ class RunRecorder:
             for other in members:
                 w.add_scalar(f"peer/trust/{other.name}", m.trust[other.index], m.steps)
                 w.add_scalar(f"peer/follow_rate/{other.name}", m.follow_counts[other.index] / total, m.steps)
+                if m.index in probs:
+                    w.add_scalar(f"peer/select_prob/{other.name}", probs[m.index][other.index], m.steps)
 
     def close(self, group: Group | None = None) -> list[Path]:
         for f in self._files.values():

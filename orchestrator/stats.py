@@ -47,9 +47,14 @@ def mean_std(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
 
 
-def area_under_curve(returns: np.ndarray) -> float:
-    """The paper's metric for one peer: the mean of all its evaluation returns over the run."""
-    return float(np.mean(returns))
+def area_under_curve(steps: np.ndarray, returns: np.ndarray, first_trained_step: int = 1) -> float:
+    """The paper's metric for one peer: the mean of its evaluation returns over the run, leaving out
+    evaluations of the untrained network (own step < `first_trained_step`; peerlearn evaluates at
+    step 0 for the curves, the authors' first evaluation comes after 10,000 own steps). NaN when no
+    evaluation is left."""
+    s, r = np.asarray(steps, dtype=np.float64), np.asarray(returns, dtype=np.float64)
+    kept = r[s >= first_trained_step]
+    return float(kept.mean()) if kept.size else math.nan
 
 
 def follow_rates(group_steps: np.ndarray, counts: np.ndarray, windows: int = 10) -> tuple[np.ndarray, np.ndarray]:

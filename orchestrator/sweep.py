@@ -6,8 +6,13 @@
 A grid file names a `base` RunConfig table, the `tasks`, the `seeds` and one table per condition
 (RunConfig overrides, e.g. `[conditions.single] mode = "single"` and `peers = 1`). Every run gets
 the deterministic name `<task>-<condition>-s<seed>` under `out`; a run is *finished* when its
-`summary.json` exists, so rerunning the same command skips finished runs and restarts unfinished
-ones from scratch (their partial folder is removed first: one run seed gives one curve).
+`summary.json` exists. Rerunning the same command skips finished runs and continues a run that was
+cut off (a killed session, Ctrl-C, a reboot) from its last checkpoint (`checkpoint_every` group
+steps; `peerlearn run --resume`); a run cut off before its first checkpoint starts again from
+scratch. `--list` shows where every run stands. With `results` (grid key or `--results DIR`), each
+run's small result files (config.toml, summary.json, group.csv, every peer's evaluations.csv) are
+copied to `DIR/runs/<name>/` the moment it finishes, a folder `peerlearn report` reads like the run
+itself: commit it and the run's numbers are kept, whatever happens to the run folder.
 
 Every group runs in its own worker process (`python -m orchestrator.sweep --one CONFIG.json`), so
 SB3's process-global RNGs make each run deterministic and a crash costs only that run. The
@@ -53,6 +58,7 @@ class Grid:
     conditions: list[Condition]
     out: str = "runs/sweep"
     transport: str = "inproc"
+    results: str = ""
 
     def configs(self) -> list[RunConfig]:
         """One validated config per (task, condition, seed), named `<task>-<condition>-s<seed>`, seed-major
@@ -93,10 +99,11 @@ def grid_from_dict(data: dict[str, Any]) -> Grid:
         conditions=[Condition(k, dict(v)) for k, v in conds.items()],
         out=str(data.pop("out", "runs/sweep")),
         transport=str(data.pop("transport", "inproc")),
+        results=str(data.pop("results", "")),
     )
     if data:
         raise ValueError(
-            f"unknown grid keys {sorted(data)}; known: base, tasks, seeds, conditions, out, transport"
+            f"unknown grid keys {sorted(data)}; known: base, tasks, seeds, conditions, out, transport, results"
         )
     return grid
 
@@ -107,6 +114,31 @@ def load_grid(path: str | Path) -> Grid:
 
 def is_finished(run_dir: Path) -> bool:
     return (run_dir / "summary.json").exists()
+
+
+def checkpointed_step(run_dir: Path) -> int | None:
+    """Group step of the run's last orchestrator checkpoint (what a resume continues from), or None."""
+    import pickle
+
+    path = run_dir / "checkpoints" / "orchestrator.pkl"
+    try:
+        return int(pickle.loads(path.read_bytes())["t"])
+    except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError):
+        return None
+
+
+RESULT_FILES = ("config.toml", "summary.json", "group.csv", "peers/*/evaluations.csv")
+
+
+def collect_results(run_dir: Path, results: Path) -> Path:
+    """Copy a finished run's small result files to results/runs/<name>/ (a folder report reads)."""
+    target = results / "runs" / run_dir.name
+    for pattern in RESULT_FILES:
+        for src in run_dir.glob(pattern):
+            dst = target / src.relative_to(run_dir)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    return target
 
 
 def _progress_of(run_dir: Path) -> int:
@@ -120,9 +152,11 @@ def _progress_of(run_dir: Path) -> int:
 
 
 def run_grid(
-    configs: list[RunConfig], jobs: int = 1, progress: bool = True, nice: int = 0, poll_s: float = 0.5
+    configs: list[RunConfig], jobs: int = 1, progress: bool = True, nice: int = 0, poll_s: float = 0.5,
+    results: str = "",
 ) -> dict[str, str]:
-    """Run every unfinished config, `jobs` groups at a time; returns {name: ok|skipped|failed (...)}."""
+    """Run every unfinished config, `jobs` groups at a time, continuing cut-off runs from their last
+    checkpoint; returns {name: ok|skipped|failed (...)}."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -134,13 +168,18 @@ def run_grid(
 
     outcome: dict[str, str] = {}
     todo = []
+    resume: set[str] = set()
     for c in configs:
         run_dir = Path(c.out) / c.name
         if is_finished(run_dir):
             outcome[c.name] = "skipped"
+            if results:
+                collect_results(run_dir, Path(results))
             continue
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # unfinished: restart it from scratch under the same name
+        if checkpointed_step(run_dir) is not None:
+            resume.add(c.name)  # cut off after a checkpoint: continue from it
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)  # cut off before its first checkpoint: start again under the same name
         todo.append(c)
     total = sum(c.steps for c in configs)
     done_steps = sum(c.steps for c in configs if outcome.get(c.name) == "skipped")
@@ -166,8 +205,13 @@ def run_grid(
                     Path(c.out).mkdir(parents=True, exist_ok=True)
                     spec = Path(c.out) / f".{c.name}.json"
                     spec.write_text(json.dumps(c.to_dict()))
-                    log = (Path(c.out) / f".{c.name}.log").open("w")
+                    log = (Path(c.out) / f".{c.name}.log").open("a" if c.name in resume else "w")
                     cmd = [sys.executable, "-m", "orchestrator.sweep", "--one", str(spec)]
+                    if c.name in resume:
+                        cmd += ["--resume", str(Path(c.out) / c.name)]
+                        if progress:
+                            bar.console.print(f"{c.name}: continuing from group step "
+                                              f"{checkpointed_step(Path(c.out) / c.name)}")
                     if nice:
                         cmd = ["nice", "-n", str(nice), *cmd]
                     proc = subprocess.Popen(
@@ -183,6 +227,8 @@ def run_grid(
                     outcome[name] = (
                         "ok" if ok else f"failed (exit {proc.returncode}, see {c.out}/.{name}.log)"
                     )
+                    if ok and results:
+                        collect_results(Path(c.out) / name, Path(results))
                     done_steps += c.steps
                     spec.unlink(missing_ok=True)
                     if progress:
@@ -203,8 +249,9 @@ def run_grid(
     return outcome
 
 
-def run_one(spec: Path) -> int:
-    """Worker: run one group from its config JSON (one torch thread per group process)."""
+def run_one(spec: Path, resume_dir: Path | None = None) -> int:
+    """Worker: run one group from its config JSON (one torch thread per group process); with
+    `resume_dir`, continue that run from its last checkpoint."""
     import asyncio
 
     import torch
@@ -213,7 +260,7 @@ def run_one(spec: Path) -> int:
 
     torch.set_num_threads(1)
     config = RunConfig.from_dict(json.loads(Path(spec).read_text()))
-    summary = asyncio.run(run_group(config))
+    summary = asyncio.run(run_group(config, resume_dir=resume_dir))
     print(
         json.dumps(
             {
@@ -240,7 +287,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--nice", type=int, default=0, help="niceness of the worker processes")
     p.add_argument(
-        "--list", action="store_true", help="print the runs and whether they are finished, run nothing"
+        "--results",
+        help="copy each finished run's CSV files to RESULTS/runs/<run>/ (to commit; also a grid key)",
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="print every run: done, partial (the step it would continue from) or todo; run nothing",
     )
 
 
@@ -270,13 +323,18 @@ def main(args: argparse.Namespace, base: RunConfig) -> int:
         grid.tasks = [t for t in args.tasks.split(",") if t]
     if args.transport:
         grid.transport = args.transport
+    if args.results:
+        grid.results = args.results
     configs = grid.configs()
     if args.list:
         for c in configs:
-            state = "done" if is_finished(Path(c.out) / c.name) else "todo"
+            run_dir = Path(c.out) / c.name
+            at = checkpointed_step(run_dir)
+            state = "done   " if is_finished(run_dir) else (
+                f"partial (from step {at})" if at is not None else "todo   ")
             print(f"{state}  {c.out}/{c.name}  ({c.steps} steps)")
         return 0
-    outcome = run_grid(configs, jobs=args.jobs, nice=args.nice)
+    outcome = run_grid(configs, jobs=args.jobs, nice=args.nice, results=grid.results)
     failed = [k for k, v in outcome.items() if v.startswith("failed")]
     print(
         f"{len(configs)} runs: {sum(v == 'ok' for v in outcome.values())} ran, "
@@ -288,6 +346,6 @@ def main(args: argparse.Namespace, base: RunConfig) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        sys.exit(run_one(Path(sys.argv[2])))
+    if len(sys.argv) in (3, 5) and sys.argv[1] == "--one":
+        sys.exit(run_one(Path(sys.argv[2]), Path(sys.argv[4]) if len(sys.argv) == 5 else None))
     raise SystemExit("usage: python -m orchestrator.sweep --one CONFIG.json (use `peerlearn sweep`)")

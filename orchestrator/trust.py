@@ -49,7 +49,12 @@ def softmax(values: np.ndarray, temperature: float) -> np.ndarray:
 
 def choose(rng: np.random.Generator, values: np.ndarray, temperature: float) -> int:
     """Sample the index of the peer to follow from softmax(values / T)."""
-    return int(rng.choice(len(values), p=softmax(values, temperature)))
+    return choose_from(rng, softmax(values, temperature))
+
+
+def choose_from(rng: np.random.Generator, probabilities: np.ndarray) -> int:
+    """Sample an index from given selection probabilities (the same draw `choose` makes)."""
+    return int(rng.choice(len(probabilities), p=probabilities))
 
 
 def td_targets(rewards: np.ndarray, v_next: np.ndarray, v_now: np.ndarray, terminated: np.ndarray,

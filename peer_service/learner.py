@@ -38,6 +38,7 @@ class SB3Learner:
         if preset.algo == "DQN":
             self.model: DQN | SAC = DQN(
                 "MlpPolicy", env, target_update_interval=preset.target_update_interval,
+                exploration_initial_eps=preset.exploration_initial_eps,
                 exploration_fraction=preset.exploration_fraction,
                 exploration_final_eps=preset.exploration_final_eps,
                 policy_kwargs={"net_arch": list(preset.net_arch)}, **common)

@@ -27,6 +27,7 @@ class LearnerPreset:
     train_phase: int = 0
     # DQN only
     target_update_interval: int = 1
+    exploration_initial_eps: float = 1.0
     exploration_fraction: float = 0.1
     exploration_final_eps: float = 0.05
     # SAC only
@@ -35,7 +36,13 @@ class LearnerPreset:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> LearnerPreset:
-        known = {k: v for k, v in overrides.items() if k in self.__dataclass_fields__ and v is not None}
+        """This preset with some settings replaced; a name that is not a setting is refused (a misspelt
+        setting silently dropped would run a different experiment than the one asked for)."""
+        unknown = sorted(set(overrides) - set(self.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown learner setting(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(self.__dataclass_fields__))}")
+        known = {k: v for k, v in overrides.items() if v is not None}
         if "net_arch" in known:
             known["net_arch"] = tuple(int(x) for x in known["net_arch"])
         return replace(self, **known)

@@ -51,9 +51,10 @@ def test_pending_draw_equals_a_draw_after_the_add(entries: int) -> None:
         after = _filled(capacity, entries)
         after.add(obs, followed, reward, nxt, terminated)
         rng = np.random.default_rng(seed)
-        for (kind, k), (i, got_kind, got_followed, got_targets) in zip(batches, got, strict=True):
+        for (kind, k), e in zip(batches, got, strict=True):
             batch = after.sample(rng, k)
-            assert batch is not None and (i, got_kind) == (0, kind)
+            assert batch is not None and (e.peer, e.kind) == (0, kind)
+            got_followed, got_targets = e.followed, e.targets
             np.testing.assert_array_equal(got_followed, batch.followed)
             expected = td_targets(batch.rewards, _critic(batch.next_obs), _critic(batch.obs), batch.terminated,
                                   0.9, True)
@@ -87,7 +88,8 @@ def test_no_draw_until_the_buffer_holds_more_than_the_batch() -> None:
     assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)], obs_now=np.zeros(3)) is not None
 
 
-async def _room_group(values_in_step: bool, steps: int, suggestion_buffer: int) -> tuple[Group, int]:
+async def _room_group(values_in_step: bool, steps: int, suggestion_buffer: int,
+                      agent_value_updates: str = "per_env_step") -> tuple[Group, int]:
     import torch
 
     from peer_service.peer import Peer, PeerConfig
@@ -97,7 +99,8 @@ async def _room_group(values_in_step: bool, steps: int, suggestion_buffer: int) 
                              learner_overrides={"learning_starts": 50})) for i in range(3)]
     clients = [InprocPeerClient(p) for p in peers]
     config = RunConfig(task="room-6", peers=3, seed=0, transport="inproc", status_port=-1, progress=False,
-                       reputation_lr=0.01, suggestion_buffer=suggestion_buffer, values_in_step=values_in_step)
+                       reputation_lr=0.01, suggestion_buffer=suggestion_buffer, values_in_step=values_in_step,
+                       agent_value_updates=agent_value_updates)
     group = await Group.connect(clients, config)
     await group.reset()
     for _ in range(steps):
@@ -105,13 +108,15 @@ async def _room_group(values_in_step: bool, steps: int, suggestion_buffer: int) 
     return group, sum(c.calls for c in clients)
 
 
-@pytest.mark.parametrize("suggestion_buffer", [1000, 40], ids=["filling", "wrapping"])
-def test_group_with_values_in_step_is_the_group_with_evaluate(suggestion_buffer: int) -> None:
+@pytest.mark.parametrize("suggestion_buffer,updates", [(1000, "per_env_step"), (40, "per_env_step"),
+                                                       (1000, "per_group_step")],
+                         ids=["filling", "wrapping", "filling-per-group-step"])
+def test_group_with_values_in_step_is_the_group_with_evaluate(suggestion_buffer: int, updates: str) -> None:
     """DQN critics value without sampling, so the two ways must agree bit for bit: trust, agent values
     and who followed whom, with one Evaluate fewer per learner and step (Evaluate only on decisions)."""
     steps = 400
-    folded, folded_calls = asyncio.run(_room_group(True, steps, suggestion_buffer))
-    plain, plain_calls = asyncio.run(_room_group(False, steps, suggestion_buffer))
+    folded, folded_calls = asyncio.run(_room_group(True, steps, suggestion_buffer, updates))
+    plain, plain_calls = asyncio.run(_room_group(False, steps, suggestion_buffer, updates))
     for a, b in zip(folded.members, plain.members, strict=True):
         np.testing.assert_array_equal(a.trust, b.trust)
         np.testing.assert_array_equal(a.follow_counts, b.follow_counts)
@@ -121,3 +126,29 @@ def test_group_with_values_in_step_is_the_group_with_evaluate(suggestion_buffer:
     print(f"\nvalues in Step: {folded_calls} calls, separate Evaluate: {plain_calls} "
           f"({saved / steps:.2f} fewer per step)")
     assert saved >= 0.7 * 3 * (steps - 60)  # about one Evaluate per learner per step past warm-up
+
+
+@pytest.mark.parametrize("updates,per_step", [("per_env_step", 3), ("per_group_step", 1)])
+def test_agent_values_move_once_per_acting_peers_env_step(monkeypatch: pytest.MonkeyPatch, updates: str,
+                                                          per_step: int) -> None:
+    """The authors' code updates the agent values after every env step of every peer: a group step of
+    3 acting peers makes 3 updates, each pooling one fresh batch from every learner; per_group_step
+    keeps one update per group step."""
+    import orchestrator.group as group_module
+
+    calls: list[list[int]] = []
+    real = group_module.aggregate_agent_values
+
+    def counting(values, evidence, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(sorted(k for k, _, _ in evidence))
+        return real(values, evidence, *args, **kwargs)
+
+    monkeypatch.setattr(group_module, "aggregate_agent_values", counting)
+    steps = 150
+    asyncio.run(_room_group(True, steps, 1000, updates))
+    assert calls, "no agent-value update happened"
+    # every update pools exactly one batch from each of the three learners
+    assert all(c == [0, 1, 2] for c in calls)
+    # past warm-up (learning_starts 50) and once the buffers hold a batch, every step updates per_step times
+    steps_with_updates = len(calls) / per_step
+    assert len(calls) % per_step == 0 and 60 <= steps_with_updates <= steps

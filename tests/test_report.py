@@ -55,7 +55,10 @@ def test_bootstrap_ci_is_deterministic_and_covers_the_point_estimate() -> None:
 
 
 def test_paper_metric_and_mean_std() -> None:
-    assert area_under_curve(np.array([0.0, 2, 4])) == 2.0
+    # the step-0 evaluation (the untrained network) is a point of the curve, not of the metric
+    assert area_under_curve(np.array([0.0, 10, 20]), np.array([0.0, 2, 4])) == 3.0
+    assert area_under_curve(np.array([1.0, 10]), np.array([5.0, 7]), first_trained_step=2) == 7.0
+    assert np.isnan(area_under_curve(np.array([0.0]), np.array([5.0])))
     assert mean_std(np.array([1.0, 2, 3])) == (2.0, 1.0)
     assert mean_std(np.array([4.0])) == (4.0, 0.0)
     run = RunData(
@@ -70,7 +73,7 @@ def test_paper_metric_and_mean_std() -> None:
             "b": (np.array([0.0, 50, 100]), np.array([1.0, 1, 1])),
         },
     )
-    assert run.avg_return() == 1.5 and run.final_return() == 2.5  # (2 + 1) / 2, (4 + 1) / 2
+    assert run.avg_return() == 2.0 and run.final_return() == 2.5  # (3 + 1) / 2 without step 0, (4 + 1) / 2
     steps, curve = run.curve()
     assert steps.tolist() == [0, 50, 100] and curve.tolist() == [0.5, 1.5, 2.5]
 
@@ -128,7 +131,7 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
     assert load_run(unfinished) is None and load_run(unfinished, unfinished=True) is not None
     runs = [r for r in (load_run(p) for p in sorted(runs_root.iterdir())) if r is not None]
     assert [r.condition for r in runs] == ["adv", "adv"] and runs[0].learners == ["peer-0", "peer-1"]
-    assert runs[0].avg_return() == 10.0 and runs[1].avg_return() == 15.0
+    assert runs[0].avg_return() == 15.0 and runs[1].avg_return() == 22.5  # step-0 points left out
     assert runs[0].roles["peer-2"] == "adversary"
     assert runs[0].advice_share == 80 / 260  # the adversary's 40 + 40 of 260 executed actions
     # first window: 160 executed actions, 40 own by each learner, 40 + 40 from the adversary;
@@ -139,7 +142,7 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
     assert last == {"peer-0": 0.5, "peer-1": 0.5, "peer-2": 0.0}
 
     table = markdown_table(group_runs(runs), reps=200)
-    assert "| room-21 | adv | 2 (0,1) | 200 | 12.50 ± 3.54 (28%) |" in table
+    assert "| room-21 | adv | 2 (0,1) | 200 | 18.75 ± 5.30 (28%) |" in table
     write_csvs(runs, tmp_path / "csv")
     again = read_csvs(tmp_path / "csv")
     assert again[0].advice_share == pytest.approx(80 / 260, rel=1e-3)

@@ -72,3 +72,13 @@ def test_goal_draws_cover_exactly_the_enumerated_goals() -> None:
 def test_random_policy_is_far_below_optimum() -> None:
     rng = np.random.default_rng(0)
     assert exact_return(6, lambda o: int(rng.integers(4))) < 10
+
+
+def test_goal_enumeration_corners_as_the_docstring_says() -> None:
+    """goal_from_index's docstring: (0, 0) twice, (L-1, 0) and (0, L-1) once, (L-1, L-1) never."""
+    from collections import Counter
+
+    env = RoomEnv(size=21)
+    counts = Counter(tuple(int(x) for x in env.goal_from_index(k)) for k in range(env.num_goals))
+    assert [counts[(0, 0)], counts[(20, 0)], counts[(0, 20)], counts[(20, 20)]] == [2, 1, 1, 0]
+    assert len(counts) == env.num_goals - 1 and max(counts.values()) == 2

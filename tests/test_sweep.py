@@ -68,8 +68,10 @@ def test_tiny_sweep_end_to_end_resumes_and_reports(tmp_path: Path) -> None:
     assert names == ["room-3-peer-s0", "room-3-peer-s1", "room-3-single-s0", "room-3-single-s1"]
     assert json.loads((out / "room-3-peer-s1" / "summary.json").read_text())["group_steps"] == 60
 
-    # resumable: a finished run (summary.json) is skipped; an unfinished one is redone from scratch
+    # resumable: a finished run (summary.json) is skipped; one cut off before its first checkpoint is
+    # redone from scratch (a cut-off run with a checkpoint continues: the test below)
     (out / "room-3-single-s1" / "summary.json").unlink()
+    __import__("shutil").rmtree(out / "room-3-single-s1" / "checkpoints")
     (out / "room-3-single-s1" / "stale-file").write_text("x")
     grid = grid_from_dict(__import__("tomllib").loads(GRID.format(out=out)))
     outcome = run_grid(grid.configs(), jobs=2, progress=False)
@@ -107,3 +109,40 @@ def test_tiny_sweep_end_to_end_resumes_and_reports(tmp_path: Path) -> None:
     )
     for f in ["report.md", "summary.csv", "curves.csv", "follow.csv", "learning_curves.png"]:
         assert (tmp_path / "rep" / f).exists(), f
+
+
+def test_a_cut_off_run_continues_from_its_checkpoint_and_results_are_collected(tmp_path: Path) -> None:
+    """A run killed after a checkpoint is continued from it (not redone); every finished run's CSVs are
+    copied to RESULTS/runs/<name>/, which report reads as it reads the run."""
+    import csv
+    import tomllib
+
+    from orchestrator.report import load_run
+    from orchestrator.sweep import checkpointed_step
+
+    out, results = tmp_path / "sweep", tmp_path / "results"
+    data = tomllib.loads(GRID.format(out=out))
+    data["seeds"], data["conditions"] = [0], {"peer": {"mode": "peer"}}
+    data["base"] |= {"checkpoint_every": 20}
+    # The session that was cut off: it had reached its checkpoint at group step 40 of 60.
+    short = grid_from_dict({**data, "base": {**data["base"], "steps": 40}}).configs()
+    assert run_grid(short, progress=False) == {"room-3-peer-s0": "ok"}
+    run_dir = out / "room-3-peer-s0"
+    (run_dir / "summary.json").unlink()
+    assert checkpointed_step(run_dir) == 40
+
+    outcome = run_grid(grid_from_dict(data).configs(), progress=False, results=str(results))
+    assert outcome == {"room-3-peer-s0": "ok"}
+    assert json.loads((run_dir / "summary.json").read_text())["group_steps"] == 60
+    with (run_dir / "group.csv").open() as f:
+        steps = [int(r["group_step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(10, 61, 10))  # the first 40 steps kept, not redone, none twice
+    evals = (run_dir / "peers" / "peer-0" / "evaluations.csv").read_text().splitlines()
+    # 40: the closing evaluation of the short run stands in for the cut-off session's last point
+    assert [line.split(",")[0] for line in evals[1:]] == ["0", "30", "40", "60"]
+
+    kept = results / "runs" / "room-3-peer-s0"
+    assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()) == [
+        "config.toml", "group.csv", "peers/peer-0/evaluations.csv", "peers/peer-1/evaluations.csv", "summary.json"]
+    loaded = load_run(kept)
+    assert loaded is not None and loaded.avg_return() == load_run(run_dir).avg_return()

@@ -39,7 +39,11 @@ class RoomEnv(gym.Env[np.ndarray, np.int64]):
         return 4 * (self.size - 1)
 
     def goal_from_index(self, index: int) -> np.ndarray:
-        """The goal of draw `index` in 0..num_goals-1 (corner cells appear twice, as in the draw)."""
+        """The goal of draw `index` in 0..num_goals-1, each as likely as in the random draw.
+
+        The free coordinate runs over 0..L-2 only, so the corners are not alike: (0, 0) comes twice
+        (once per axis), (L-1, 0) and (0, L-1) once, (L-1, L-1) never; 4(L-1) draws over 4(L-1)-1
+        distinct cells (tests/test_room_env.py)."""
         axis, rest = divmod(int(index), 2 * (self.size - 1))
         side, coord = divmod(rest, self.size - 1)
         goal = np.zeros(2, dtype=np.int64)

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# The authors' code (kramerlab/PeerLearning, commit cc4d51d) on Room-21 with our Room-21 budget:
-# 5,000 env steps per peer, seeds 0-4, peer learning and single agent, the arguments of their
-# Experiments.md except --steps (1,000,000 -> 5,000), --min-epoch-length 0 (their default of 10,000
-# would make 5,000 steps zero epochs: nothing trains), --wandb disabled and the output folder.
-# Usage: results/authors-code/run.sh AUTHORS_CHECKOUT AUTHORS_VENV_PYTHON OUT_DIR [JOBS]
+# The authors' code (kramerlab/PeerLearning, commit cc4d51d) on Room-21: peer learning and single
+# agent, the arguments of their Experiments.md except --steps (1,000,000 -> STEPS), --wandb disabled
+# and the output folder. Budgets of 10,000 steps and more keep their default 10,000-step turns
+# (--min-epoch-length 10000); below that a turn would be longer than the budget and nothing would
+# train (silently), so smaller budgets use --min-epoch-length 0 (one turn per peer).
+# Usage: results/authors-code/run.sh AUTHORS_CHECKOUT AUTHORS_VENV_PYTHON OUT_DIR [JOBS [STEPS [SEEDS]]]
+#   STEPS: env steps per peer (default 5000); SEEDS: e.g. "0 1 2" (default "0 1 2 3 4").
+#   The exact evaluation runs every EXACT_EVERY own steps (environment, default 1000).
 set -euo pipefail
-authors=$1; python=$2; out=$3; jobs=${4:-2}
+authors=$1; python=$2; out=$3; jobs=${4:-2}; steps=${5:-5000}; seeds=${6:-0 1 2 3 4}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
-common=(--env Room-v21 --env_args --batch-size 256 --buffer-size 300000 --steps 5000 --buffer-start-size 100
+if [ "$steps" -ge 10000 ]; then min_epoch=10000; else min_epoch=0; fi
+common=(--env Room-v21 --env_args --batch-size 256 --buffer-size 300000 --steps "$steps" --buffer-start-size 100
         --gamma 0.99 --gradient_steps 8 --tau 0.02 --train_freq 8 --net-arch 256 256 --follow-steps 10
         --learning_rate "lambda x: 5e-4" --agents_to_store 0 --T-decay 0 --mix-agents DQN --switch-ratio 0
-        --epsilon 0.2 --min-epoch-length 0 --peers-sample-with-noise True --only-follow-peers False
+        --epsilon 0.2 --min-epoch-length "$min_epoch" --peers-sample-with-noise True --only-follow-peers False
         --max-peer-epochs 100000000 --wandb disabled --save-dir "$out/runs")
 peer=(--agent-count 2 --use-advantage True --T 1 --sample-from-suggestions True --use-critic True
       --use-agent-value True --use-trust True)
@@ -30,7 +34,7 @@ run() {  # condition seed
   rmdir "$out/$condition-s$seed.lock"
 }
 for condition in peer single; do
-  for seed in 0 1 2 3 4; do
+  for seed in $seeds; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
     run "$condition" "$seed" &
   done

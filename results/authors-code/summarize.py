@@ -17,14 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.stats import iqm, mean_std, stratified_bootstrap_ci
+from orchestrator.stats import area_under_curve, iqm, mean_std, stratified_bootstrap_ci
 
 
 def load(path: Path) -> tuple[float, float]:
     curves: dict[int, list[tuple[int, float]]] = defaultdict(list)
     for peer, step, value in csv.reader(path.open()):
         curves[int(peer)].append((int(step), float(value)))
-    avg = np.mean([np.mean([v for _, v in sorted(c)]) for c in curves.values()])
+    # Their first exact evaluation (own step 1) is of the untrained network: a curve point, not part of
+    # the metric, as peerlearn's step-0 evaluation (orchestrator/stats.py:area_under_curve).
+    avg = np.mean([area_under_curve(np.array([s for s, _ in sorted(c)]), np.array([v for _, v in sorted(c)]),
+                                    first_trained_step=2) for c in curves.values()])
     final = np.mean([sorted(c)[-1][1] for c in curves.values()])
     return float(avg), float(final)
 

@@ -1,7 +1,7 @@
 """Time the authors' own training loop (kramerlab/PeerLearning, `run_peer.py`), unchanged.
 
-Runs in the authors' venv (gym 0.25, stable-baselines3 1.5; recipe in ../shared/FACTS.md and
-results/authors-code/README.md), not in peerlearn's, so it imports nothing from peerlearn:
+Runs in the authors' venv (gym 0.25, stable-baselines3 1.5; recipe in results/authors-code/README.md
+and docs/performance.md), not in peerlearn's, so it imports nothing from peerlearn:
 
     AUTHORS_PYTHON authors_throughput.py AUTHORS_DIR WARMUP -- <run_peer.py arguments>
 

@@ -9,7 +9,7 @@
 - compute:   the learners' own work (env step + updates) per agent-step, divided over the cores:
              the throughput no scheduling can beat, and how close the group gets;
 - startup:   time from launching N peer processes to the first group step, and peak memory per peer.
-Ratios are only compared within one invocation (the machine is shared and noisy, FACTS.md).
+Ratios are only compared within one invocation (the machine is shared and noisy, docs/performance.md).
 """
 
 from __future__ import annotations

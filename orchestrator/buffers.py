@@ -1,4 +1,4 @@
-"""The suggestion buffer (ALGORITHM.md section 4): the last executed transitions of one peer,
+"""The suggestion buffer (docs/algorithm.md, "Trust"): the last executed transitions of one peer,
 each tagged with the peer that was followed. A numpy ring buffer, so sampling a batch is one
 fancy-index instead of a Python loop over a deque (the reference uses `random.sample` on a deque)."""
 

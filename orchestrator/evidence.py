@@ -1,4 +1,4 @@
-"""Trust and agent-value evidence (ALGORITHM.md sections 4-5): which suggestion-buffer entries a
+"""Trust and agent-value evidence (docs/algorithm.md, "Trust" and "Agent values"): which suggestion-buffer entries a
 learner scores after a step, the states its critic must value, and the TD targets built from the
 values that come back.
 

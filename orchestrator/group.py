@@ -1,4 +1,4 @@
-"""The lock-step group loop (ALGORITHM.md sections 2-5, with the decisions of section 9).
+"""The lock-step group loop (docs/algorithm.md; the path of one step through the code: docs/architecture.md).
 
 One group step, top to bottom:
   1. plan      who must decide (every `follow_steps` own steps) and whom each acting peer asks;
@@ -122,7 +122,7 @@ class Group:
         self.health = HealthMonitor(self)
         self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
-        self.av_batch = max(1, config.trust_batch // n)  # section 9.5: at least one entry per peer
+        self.av_batch = max(1, config.trust_batch // n)  # at least one entry per peer (docs/algorithm.md, difference 5)
         self.reputations = config.mode == "peer" and (config.use_trust or config.use_agent_values)
         self.av_rounds = 1  # agent-value updates in the current step (set per step, evidence_batches)
         # Evidence valued inside the last Step (values_in_step peers), applied with the next step's.

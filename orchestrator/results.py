@@ -181,7 +181,8 @@ class RunRecorder:
         rows = csv.writer(self._files["decisions"])
         for k, j in enumerate(decision.candidates):
             parts = [f"{decision.components[c][k]:.4g}" if c in decision.components else "" for c in COMPONENTS]
-            rows.writerow([group.t, m.name, group.members[j].name, *parts, f"{decision.probabilities[k]:.4g}",
+            # group.t + 1: the step being made, numbered as group.csv numbers the steps it has completed
+            rows.writerow([group.t + 1, m.name, group.members[j].name, *parts, f"{decision.probabilities[k]:.4g}",
                            int(j == decision.followed)])
         sums = self._prob_sums.setdefault(m.index, np.zeros(len(group.members)))
         sums[decision.candidates] += decision.probabilities

@@ -41,6 +41,44 @@ def stratified_bootstrap_ci(
     return float(lo), float(hi)
 
 
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) for one run drawn from each condition (rliable's probability of improvement, one
+    task): the Mann-Whitney U statistic over all pairs divided by their number, ties counting 1/2."""
+    a, b = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        return math.nan
+    diff = a[:, None] - b[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def improvement_ci(x: np.ndarray, y: np.ndarray, reps: int = 2000, size: float = 0.95,
+                   seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of probability_of_improvement, the runs of each condition resampled
+    with replacement independently (rliable's stratified bootstrap for two algorithms)."""
+    a, b = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    stats = [probability_of_improvement(a[rng.integers(0, a.size, a.size)], b[rng.integers(0, b.size, b.size)])
+             for _ in range(reps)]
+    alpha = (1.0 - size) / 2.0
+    lo, hi = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)])
+    return float(lo), float(hi)
+
+
+def verdict(x: np.ndarray, y: np.ndarray, reps: int = 2000) -> str:
+    """The claim "X beats Y" read from P(X > Y) and its 95% CI: holds when the whole CI is above 1/2,
+    does not hold when it is below, undecided when it contains 1/2 (too few runs or no difference)."""
+    lo, hi = improvement_ci(x, y, reps=reps)
+    if math.isnan(lo):
+        return "undecided"
+    if lo > 0.5:
+        return "holds"
+    if hi < 0.5:
+        return "does not hold"
+    return "undecided"
+
+
 def mean_std(x: np.ndarray) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for one value)."""
     x = np.asarray(x, dtype=np.float64)

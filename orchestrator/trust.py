@@ -1,6 +1,7 @@
 """The math of peer learning, pure and small: scoring, selection, trust and agent-value updates.
 
-Equation numbers are the paper's (ALGORITHM.md sections 2-5); guards follow section 9.
+Equation numbers are the paper's (docs/algorithm.md); the guards are its differences 4-7
+("Where peerlearn differs").
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def choose_from(rng: np.random.Generator, probabilities: np.ndarray) -> int:
 
 def td_targets(rewards: np.ndarray, v_next: np.ndarray, v_now: np.ndarray, terminated: np.ndarray,
                gamma: float, advantage: bool) -> np.ndarray:
-    """Eq. 8: r + gamma * V(s') (masked at terminations, section 9.4), minus V(s) with advantage."""
+    """Eq. 8: r + gamma * V(s') (masked at terminations, docs/algorithm.md difference 4), minus V(s) with advantage."""
     target = rewards + gamma * (1.0 - terminated.astype(np.float64)) * v_next
     return target - v_now if advantage else target
 

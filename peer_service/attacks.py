@@ -18,9 +18,9 @@ group* is altered:
 Rows of a Suggest batch that hold the peer's *own* current observation are always answered
 honestly (a lying peer does not sabotage itself when the group asks it about its own state).
 
-What a lying evaluator can move (ALGORITHM.md section 5): its V values enter the trust and agent
-value targets of *its own* suggestion-buffer entries, `r + gamma V(s') - V(s)`. Its trust only
-steers its own choices; the group's agent values pool every learner's evidence. So `self_promote`
+What a lying evaluator can move (docs/algorithm.md, "Agent values"): its V values enter the trust
+and agent value targets of *its own* suggestion-buffer entries, `r + gamma V(s') - V(s)`. Its trust
+only steers its own choices; the group's agent values pool every learner's evidence. So `self_promote`
 and `collude` recognise, in the `v_states` of an Evaluate, the (s', s) pairs of transitions they
 executed (the orchestrator sends `s'` of a draw, then `s` of the same draw, docs/protocol.md), and
 answer V(s') = +C, V(s) = -C where the transition followed the peer itself (or its partner): those

@@ -1,7 +1,7 @@
 """A fork server for local peer processes: import torch and the learners once, then fork each peer.
 
 Every peer process spends most of its start importing torch, stable-baselines3, gymnasium and MuJoCo
-(about 1 s of CPU each on an idle core, FACTS.md); `peerlearn run` starting 4-16 peers on 2 cores
+(about 1 s of CPU each on an idle core; docs/performance.md, "Start-up and memory"); `peerlearn run` starting 4-16 peers on 2 cores
 pays that 4-16 times. The launcher (orchestrator/launcher.py) starts this process once; it imports
 those modules and then forks one child per request. The children share the imported pages copy on
 write and only build their own learner and server. Python's multiprocessing has a forkserver too,

@@ -3,7 +3,7 @@
 Put it between the orchestrator and a peer (`ChaosProxy(target).start()` gives a local address) and
 change `mode` at any time:
 - "pass": forward everything;
-- "delay": forward each chunk after `delay_s` (this kernel has no `tc netem`, FACTS.md);
+- "delay": forward each chunk after `delay_s` (this kernel has no `tc netem`, docs/robustness.md);
 - "blackhole": stop forwarding without closing anything, like a link that silently drops packets
   (TCP keeps the bytes; they flow again when the mode goes back to "pass");
 - "reset": abort every open connection (RST) and every new one at once;

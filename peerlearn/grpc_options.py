@@ -1,4 +1,4 @@
-"""Channel and server options shared by every peerlearn gRPC endpoint (DESIGN.md section 7)."""
+"""Channel and server options shared by every peerlearn gRPC endpoint (docs/robustness.md, "Channel settings")."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 def channel_options(keepalive_s: float = 10.0, keepalive_timeout_s: float = 8.0,
                     max_reconnect_backoff_s: float = 1.0) -> list[tuple[str, int]]:
     """Client options: keepalive ~10 s with a timeout that survives lossy links (1 s timeouts drop
-    healthy links under 30% loss, FACTS.md) and reconnect backoff capped near 1 s (default gRPC
+    healthy links under 30% loss, docs/robustness.md) and reconnect backoff capped near 1 s (default gRPC
     backoff took 6.75 s to notice a healed outage)."""
     return [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

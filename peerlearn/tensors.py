@@ -1,8 +1,9 @@
 """Tensor and space codecs for the wire: numpy <-> `peerlearn.v1.Tensor` / `Space`.
 
 Tensors travel as dtype + shape + little-endian bytes (zero-copy `frombuffer` on decode), which is
-measurably cheaper than `repeated float` (see ../shared/FACTS.md). Decoding validates everything a
-hostile or buggy sender can get wrong, and raises `WireError` with a readable message.
+measurably cheaper than `repeated float` (40-90 us per call; docs/performance.md, "Costs of the
+building blocks"). Decoding validates everything a hostile or buggy sender can get wrong, and raises
+`WireError` with a readable message.
 """
 
 from __future__ import annotations

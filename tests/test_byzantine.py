@@ -9,7 +9,7 @@ Claims, each printed with its figures (`pytest -s`):
    aggregation of agent values; the paper's plain mean is run for contrast.
 
 CI scale: the paper's reputation learning rate (alpha = 0.001) needs ~5k updates just to forget the
-optimistic initial value of 200 (ALGORITHM.md section 4), longer than a CI run; these tests use
+optimistic initial value of 200 (docs/algorithm.md, "Trust"), longer than a CI run; these tests use
 alpha = 0.01 (LR below) and say so. Independent runs go to 2 worker processes.
 """
 

@@ -8,7 +8,7 @@ remove everything it made. Marked `docker` (left out of a plain `pytest`): `pyte
 Needs root and Debian's apt (docker.io, docker-compose, debootstrap); otherwise it skips and says why
 (set PEERLEARN_SKIP_DOCKER_E2E=1 to skip on purpose). dockerd runs with its own data-root,
 exec-root, pidfile and socket under a temporary folder, with no default bridge, no iptables and no
-masquerading, so the host's network and any other Docker stay untouched (shared/FACTS.md). The
+masquerading, so the host's network and any other Docker stay untouched. The
 packages stay installed (as `.ci/run` installs them). Budget: 15 minutes; it prints its times.
 Measured on a shared, busy 2-core machine (load 5-7), with Docker installed and no cache: 476 s
 (debootstrap + wheelhouse + image build 406 s, `up` 51 s, `down -v` 1 s, teardown ~18 s).

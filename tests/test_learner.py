@@ -1,4 +1,5 @@
-"""The step-by-step SB3 driver reproduces `model.learn()` bit for bit (FACTS.md).
+"""The step-by-step SB3 driver reproduces `model.learn()` bit for bit (docs/algorithm.md, "Smaller
+differences").
 
 If an SB3 upgrade changes the private members the driver relies on (`_on_step`, progress, train
 windows, gSDE noise), these tests fail loudly instead of letting learning drift silently.

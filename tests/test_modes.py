@@ -1,5 +1,5 @@
-"""The follow logic of every mode (ALGORITHM.md section 7): who is asked, who is followed, for how
-long, and when early advising stops; group sizes 2..16; a `DQN DQN Adversarial` group.
+"""The follow logic of every mode (docs/algorithm.md, "Baselines"): who is asked, who is followed,
+for how long, and when early advising stops; group sizes 2..16; a `DQN DQN Adversarial` group.
 
 Most tests drive the real `Group` loop with scripted fake peers whose suggestion *is* their index
 (adviser j always suggests action j), so every executed action says whom the peer followed. Two

@@ -2,8 +2,9 @@
 
 Topology: a hub namespace with a bridge; the orchestrator and each peer in their own namespace,
 joined by veth pairs, on a private subnet the root namespace never routes. nftables in a peer's
-namespace injects 30% random loss, full partitions and an asymmetric partition (no `tc netem` in
-this kernel, FACTS.md). Everything is torn down and every process killed by PID afterwards.
+namespace injects 30% random loss, full partitions and an asymmetric partition (this kernel has no
+`tc netem`; docs/robustness.md, "What the tests measured"). Everything is torn down and every process
+killed by PID afterwards.
 """
 
 from __future__ import annotations

@@ -150,3 +150,20 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
     text = report(again, tmp_path / "out", title="t", reps=200)
     assert "peer-2 (adversary) | 0.500 | 0.000 | 0.000 |" in text
     assert (tmp_path / "out" / "learning_curves.png").exists() and (tmp_path / "out" / "follow_rates.png").exists()
+
+
+def test_probability_of_improvement_and_verdict() -> None:
+    from orchestrator.stats import improvement_ci, probability_of_improvement, verdict
+
+    # 9 pairs: 3 beats 1; 5 beats 1 and ties 5; 7 beats 1 and 5 -> 4 wins, 1 tie, 4 losses
+    assert probability_of_improvement(np.array([3.0, 5, 7]), np.array([1.0, 5, 8])) == 4.5 / 9
+    assert probability_of_improvement(np.array([3.0, 6, 7]), np.array([1.0, 5, 8])) == 5 / 9
+    assert math.isnan(probability_of_improvement(np.array([2.0]), np.array([])))
+    far_apart = (np.array([10.0, 11, 12, 13, 14]), np.array([0.0, 1, 2, 3, 4]))
+    assert improvement_ci(*far_apart, reps=500) == (1.0, 1.0)
+    assert verdict(*far_apart, reps=500) == "holds"
+    assert verdict(far_apart[1], far_apart[0], reps=500) == "does not hold"
+    mixed = (np.array([1.0, 4, 2, 5, 3]), np.array([2.0, 3, 4, 1, 5]))
+    assert verdict(*mixed, reps=500) == "undecided"
+    lo, hi = improvement_ci(*mixed, reps=500)
+    assert lo <= probability_of_improvement(*mixed) <= hi

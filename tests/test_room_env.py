@@ -1,4 +1,4 @@
-"""Room grid world dynamics (ALGORITHM.md section 8) and its exact evaluation."""
+"""Room grid world dynamics and its exact evaluation (docs/algorithm.md, "The Room environment")."""
 
 from __future__ import annotations
 

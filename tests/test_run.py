@@ -72,12 +72,24 @@ def _inproc(tmp_path: Path, name: str, **kw) -> Path:  # type: ignore[no-untyped
     return asyncio.run(run_group(config)).run_dir
 
 
+RECORDED = Path(__file__).parent / "data" / "room6_inproc_trajectory.csv"
+
+
 def test_inproc_same_seed_gives_identical_trust_trajectory(tmp_path: Path) -> None:
+    """Same seed, same trajectory: twice in this run, and against the one recorded in tests/data, so a
+    change that was meant to keep the behaviour (a move, a refactor) cannot change it unnoticed.
+    Re-record (PEERLEARN_RECORD_TRAJECTORY=1) only in a commit that changes the method on purpose."""
     kw = dict(peers=3, steps=400, eval_every=200, learner={"learning_starts": 50})
-    a = (_inproc(tmp_path, "a", **kw) / "group.csv").read_text().splitlines()
+    run_a = _inproc(tmp_path, "a", **kw)
+    a = (run_a / "group.csv").read_text().splitlines()
     b = (_inproc(tmp_path, "b", **kw) / "group.csv").read_text().splitlines()
     strip = lambda rows: [",".join(r.split(",")[:1] + r.split(",")[3:]) for r in rows]  # noqa: E731 (no time/sps)
     assert strip(a) == strip(b)
+    if os.environ.get("PEERLEARN_RECORD_TRAJECTORY") == "1":
+        RECORDED.parent.mkdir(exist_ok=True)
+        RECORDED.write_text("\n".join(strip(a)) + "\n")
+    assert strip(a) == RECORDED.read_text().splitlines(), "the seeded trajectory differs from the recorded one"
+    _check_decisions(run_a, rows=list(csv.DictReader(a)))
     rows = list(csv.DictReader(a))
     trust = np.array([[float(v) for k, v in r.items() if k.startswith("trust/")] for r in rows])
     assert not np.allclose(trust[-1], 200.0), "trust never moved"
@@ -87,11 +99,38 @@ def test_inproc_same_seed_gives_identical_trust_trajectory(tmp_path: Path) -> No
     assert strip(c) != strip(a)
 
 
+def _check_decisions(run: Path, rows: list[dict[str, str]]) -> None:
+    """decisions.csv holds every softmax choice (its candidates' probabilities sum to 1, exactly one
+    followed, components normalised to [-1, 1]); group.csv's select_prob rows are their window means."""
+    with (run / "decisions.csv").open() as f:
+        decisions = list(csv.DictReader(f))
+    assert decisions, "no decision logged"
+    by_choice: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for d in decisions:
+        by_choice.setdefault((d["group_step"], d["peer"]), []).append(d)
+    for candidates in by_choice.values():
+        assert len(candidates) == 3  # every peer is a candidate of every decision
+        assert abs(sum(float(c["probability"]) for c in candidates) - 1) < 1e-3
+        assert sum(int(c["followed"]) for c in candidates) == 1
+        assert all(-1 <= float(c[k]) <= 1 for c in candidates for k in ("critic", "trust", "agent_values"))
+    names = ["peer-0", "peer-1", "peer-2"]
+    windows = [r for r in rows if r["select_prob/peer-0/peer-0"]]
+    assert windows
+    for r in windows:
+        assert abs(sum(float(r[f"select_prob/peer-0/{b}"]) for b in names) - 1) < 1e-2
+        assert max(abs(float(r[f"trust_norm/peer-0/{b}"])) for b in names) == 1.0
+    last = windows[-1]
+    step = int(last["group_step"])
+    recent = [d for d in decisions if d["peer"] == "peer-0" and step - 10 < int(d["group_step"]) <= step]
+    mean_p1 = np.mean([float(d["probability"]) for d in recent if d["candidate"] == "peer-1"])
+    assert abs(mean_p1 - float(last["select_prob/peer-0/peer-1"])) < 1e-3
+
+
 @pytest.mark.slow
 def test_room6_group_learns_far_beyond_random(tmp_path: Path) -> None:
     """A learning test, not a plumbing test: 2 DQN peers on Room-6 over gRPC.
 
-    A random policy scores about 1.3 (FACTS.md); the optimum is 47.10.
+    A random policy scores about 1.3; the optimum is 47.10 (docs/algorithm.md, "The Room environment").
     """
     config = RunConfig(peers=2, steps=3000, eval_every=1000, out=str(tmp_path), name="learn", progress=False)
     summary = asyncio.run(run_group(config))

@@ -1,4 +1,4 @@
-"""Trust, agent-value and selection math against hand-computed examples (ALGORITHM.md s.2-5, 9)."""
+"""Trust, agent-value and selection math against hand-computed examples (docs/algorithm.md)."""
 
 from __future__ import annotations
 

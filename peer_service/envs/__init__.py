@@ -8,7 +8,8 @@ from peer_service.envs.room import EPISODE_STEPS, RoomEnv, register_rooms, room_
 
 register_rooms()
 
-# The paper's env kwargs (ALGORITHM.md section 6); v5 replaces the paper's v4 (FACTS.md).
+# The paper's env kwargs (docs/algorithm.md, "Reference hyper-parameters"); v5 replaces the paper's v4, whose
+# envs need old mujoco releases (docs/algorithm.md, "Smaller differences").
 MUJOCO_KWARGS: dict[str, dict[str, object]] = {
     "HalfCheetah-v5": {},
     "Hopper-v5": {"terminate_when_unhealthy": False},

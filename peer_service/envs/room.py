@@ -1,4 +1,4 @@
-"""The Room grid world of the peer learning paper (ALGORITHM.md section 8), as a Gymnasium env.
+"""The Room grid world of the peer learning paper, as a Gymnasium env (docs/algorithm.md, "The Room environment").
 
 An L x L grid; the agent starts at the centre and must walk to a goal on the border and stay there.
 Observation `[agent_pos / (L-1), goal_pos / (L-1)]` (4 floats in [0, 1]); actions 0..3 are
@@ -87,7 +87,7 @@ def optimal_action(observation: np.ndarray, size: int, toward_mirror: bool = Fal
     """The expert's move from an observation: close the larger gap to the goal first.
 
     With `toward_mirror` it walks to the paper's adversarial target instead: the goal coordinates
-    replaced by `1 - round(goal)` (ALGORITHM.md section 7).
+    replaced by `1 - round(goal)` (docs/algorithm.md, "The adversary experiment").
     """
     obs = np.asarray(observation, dtype=np.float64).reshape(-1)
     agent = np.rint(obs[:2] * (size - 1))

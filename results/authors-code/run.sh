@@ -8,6 +8,9 @@
 #   STEPS: env steps per peer (default 5000); SEEDS: e.g. "0 1 2" (default "0 1 2 3 4").
 #   The exact evaluation runs every EXACT_EVERY own steps (environment, default 1000).
 set -euo pipefail
+# One torch thread per run (as peerlearn's peers): two OpenMP threads per run on a shared 2-core
+# machine spin against each other and against the other jobs.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 authors=$1; python=$2; out=$3; jobs=${4:-2}; steps=${5:-5000}; seeds=${6:-0 1 2 3 4}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"

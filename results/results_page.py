@@ -222,6 +222,37 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
             f"(a uniform choice between 2 peers gives 0.50).\n")
 
 
+def adversary_share_plot(runs: list[RunData], key: str, n: int = 3) -> str:
+    """The adversary's share of the learners' executed actions over time, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    drawn = 0
+    for r in sorted(runs, key=lambda r: (r.condition, r.seed)):
+        adversaries = [p for p, role in r.roles.items() if role == "adversary"]
+        pts = sorted((t, x) for t, b, x in r.follow if adversaries and b == adversaries[0] and not math.isnan(x))
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, label=r.name)
+            drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return ""
+    ax.axhline(1.0 / n, color="grey", lw=0.8, ls=":", label="1/N (chance)")
+    ax.axhline(1.0 / (2 * n), color="red", lw=0.8, ls="--", label="1/(2N)")
+    ax.set_xlabel("group step (= env steps per peer)")
+    ax.set_ylabel("adversary's share of executed actions")
+    ax.set_ylim(0, max(0.5, ax.get_ylim()[1]))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(ROOT / "results" / key / "adversary_share.png", dpi=90)
+    plt.close(fig)
+    return f"\n![adversary share](../results/{key}/adversary_share.png)\n"
+
+
 def adversary_onset(runs: list[RunData], n: int = 3) -> str:
     """From which window on the adversary's follow share stays below 1/(2N), per run."""
     threshold = 1.0 / (2 * n)
@@ -254,6 +285,7 @@ def section(number: int, ex: Experiment) -> str:
     text += f"\n![learning curves](../results/{ex.key}/learning_curves.png)\n"
     if ex.key == "room21-adversary-60k":
         text += "\nThe adversary's share per run (10 windows of the run):\n\n" + adversary_onset(runs)
+        text += adversary_share_plot(runs, ex.key)
         if (out / "follow_rates.png").exists():
             text += f"\n![follow rates](../results/{ex.key}/follow_rates.png)\n"
     if ex.key in ("room21-120k", "room21-adversary-60k"):

@@ -20,7 +20,7 @@ fi
 
 rm -rf "$dir.tmp"
 mkdir -p "$dir.tmp"
-"$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$dir.tmp" . "torch==2.13.0"
+"$python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$dir.tmp" ".[mujoco]" "torch==2.13.0"
 "$python" - "$dir.tmp" <<'PY'
 import pathlib, re, sys
 root = pathlib.Path(sys.argv[1])

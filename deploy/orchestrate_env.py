@@ -1,9 +1,8 @@
 """`peerlearn orchestrate` configured by PEERLEARN_* environment variables (the image's
 /usr/local/bin/peerlearn-orchestrate; docker-compose.yml's orchestrator runs it).
 
-`peerlearn orchestrate` takes the run options as flags, but the robustness settings of RunConfig
-(deadlines, eject_after, checkpoint_every, probe backoff, quorum, ...) only from a TOML file. In a
-container the natural knob is the environment, so this wrapper reads `PEERLEARN_<FIELD>` for every
+`peerlearn orchestrate` itself now reads `PEERLEARN_<FIELD>` for every RunConfig field (peerlearn/cli.py);
+this wrapper predates that and is kept for the images built with it: it reads `PEERLEARN_<FIELD>` for every
 scalar RunConfig field (`PEERLEARN_RPC_TIMEOUT_S=1`, `PEERLEARN_EJECT_AFTER=3`,
 `PEERLEARN_CHECKPOINT_EVERY=200`, ...), ignores empty values (compose's `${VAR:-}`), writes them
 over the `--config` file if one is given, and runs `peerlearn <args> --config <merged.toml>`.

@@ -1,12 +1,21 @@
-"""The run configuration: one typed dataclass, each field documented (it is also the TOML schema)."""
+"""The run configuration: one typed dataclass, each field documented (it is also the TOML schema).
+
+Each field is declared once, here, with its type, default and docstring; from that declaration come
+its TOML key (the name), its `PEERLEARN_<NAME>` variable and its `--name` flag (peerlearn/cli.py),
+with the field's docstring as the flag's help and one text parser per type (peerlearn/settings.py).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from peerlearn.settings import ROLES, UserError, attribute_docs, check_type, read_env
 
 MODES = ("peer", "single", "random", "early")
 
@@ -19,7 +28,15 @@ class RunConfig:
     peers: int = 3
     """Number of peers started by `peerlearn run` (ignored by `orchestrate`, which uses --peers addresses)."""
     roles: list[str] = field(default_factory=list)
-    """Role of each started peer: learner (default), expert or adversary (scripted Room advisers)."""
+    """Role of each started peer: learner (default), adviser (a frozen pretrained model), expert or
+    adversary (scripted Room advisers)."""
+    algos: list[str] = field(default_factory=list)
+    """Per started peer, its learner's algorithm ("" = learner.algo or the task's preset): DQN, QRDQN, SAC,
+    TQC, CrossQ, TD3 or DDPG; e.g. ["SAC", "TD3"] mixes algorithms as the authors' --mix-agents does. For a
+    pretrained peer, its model's algorithm where the zip does not say (PPO, A2C)."""
+    pretrained: list[str] = field(default_factory=list)
+    """Per started peer, an SB3 model zip it starts from ("" = from scratch): a learner continues it, an
+    adviser keeps it frozen (docs/your-own-task.md)."""
     commands: list[str] = field(default_factory=list)
     """Per peer, a shell command that starts a non-Python peer instead of the Python one ("" = Python).
     Placeholders: {port} {peer_id} {task} {seed} {total_steps} {role};
@@ -32,16 +49,25 @@ class RunConfig:
     mode: str = "peer"
     """peer (trust-based advice), single (no advice), random (follow a random peer), early (early advising)."""
     use_critic: bool = True
+    """Score suggestions with the asking peer's own critic (false = the --no-critic ablation)."""
     use_trust: bool = True
+    """Weigh suggestions by the asking peer's trust in each adviser (false = the --no-trust ablation)."""
     use_agent_values: bool = True
+    """Weigh suggestions by the group's agent values (false = the --no-agent-values ablation)."""
     use_advantage: bool = True
+    """Update trust from the advantage of the followed action (false = from its value)."""
     follow_steps: int = 10
+    """Env steps a peer follows the adviser it picked before it asks again."""
     temperature: float = 1.0
+    """Softmax temperature of the adviser choice."""
     init_trust: float = 200.0
+    """Trust every peer starts with in every peer."""
     init_agent_value: float = 200.0
+    """Agent value every peer starts with."""
     reputation_lr: float = 0.001
     """alpha of the trust and agent-value updates (Eq. 4, 7)."""
     suggestion_buffer: int = 1000
+    """Followed suggestions kept per peer for the trust updates."""
     trust_batch: int = 10
     """Entries per trust update; agent values draw max(1, trust_batch // N) per learning peer."""
     values_in_step: bool = True
@@ -71,7 +97,11 @@ class RunConfig:
     """Group steps between rows of group.csv and TensorBoard scalars."""
     checkpoint_every: int = 1_000
     """Group steps between checkpoints of the peers and the orchestrator (for --resume); 0 = only at the end."""
+    keep_checkpoints: int = 0
+    """Checkpoints each peer keeps (the newest max(K, 2); 0 = all). Only the two newest hold the replay
+    buffer (what --resume needs); older ones keep the weights only."""
     out: str = "runs"
+    """Results root: each run writes <out>/<name>/."""
     name: str = ""
     """Run folder name under `out`; empty = <task>-<mode>-s<seed>-<time>. Existing folders are never reused."""
     transport: str = "grpc"
@@ -93,6 +123,7 @@ class RunConfig:
     max_reconnect_backoff_s: float = 1.0
     """Cap of gRPC's reconnect backoff (default 120 s; 1 s notices a healed outage within ~1 s)."""
     progress: bool = True
+    """Show the live progress view in the terminal."""
     # --- peer health (orchestrator/health.py)
     eject_after: int = 3
     """Consecutive failing group steps after which a peer is ejected (probed, then re-admitted)."""
@@ -104,6 +135,7 @@ class RunConfig:
     below_quorum: str = "continue"
     """continue (the remaining peers go on alone) or pause (wait up to pause_timeout_s for rejoins)."""
     pause_timeout_s: float = 60.0
+    """How long below_quorum = pause waits for peers to rejoin before it gives up."""
     quarantine_steps: int = 200
     """Group steps a peer ejected for invalid replies waits before it is probed (doubles per strike)."""
     ban_after: int = 3
@@ -122,6 +154,7 @@ class RunConfig:
     tls_cert: str = ""
     """The orchestrator's client certificate (mutual TLS; `peerlearn certs` makes orchestrator.pem)."""
     tls_key: str = ""
+    """The private key of tls_cert."""
     token_files: list[str] = field(default_factory=list)
     """Bearer token file(s): one for every peer, or one per peer (first line = the token)."""
     allow_insecure: bool = False
@@ -129,33 +162,98 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise UserError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.agent_value_aggregation not in ("mean", "median", "trimmed_mean"):
-            raise ValueError(f"agent_value_aggregation must be mean, median or trimmed_mean, "
-                             f"got {self.agent_value_aggregation!r}")
+            raise UserError(f"agent_value_aggregation must be mean, median or trimmed_mean, "
+                            f"got {self.agent_value_aggregation!r}")
         if self.agent_value_updates not in ("per_env_step", "per_group_step"):
-            raise ValueError(f"agent_value_updates must be per_env_step or per_group_step, "
-                             f"got {self.agent_value_updates!r}")
+            raise UserError(f"agent_value_updates must be per_env_step or per_group_step, "
+                            f"got {self.agent_value_updates!r}")
         if self.below_quorum not in ("continue", "pause"):
-            raise ValueError(f"below_quorum must be continue or pause, got {self.below_quorum!r}")
+            raise UserError(f"below_quorum must be continue or pause, got {self.below_quorum!r}")
         if self.transport not in ("grpc", "inproc"):
-            raise ValueError(f"transport must be grpc or inproc, got {self.transport!r}")
+            raise UserError(f"transport must be grpc or inproc, got {self.transport!r}")
         if self.peers < 1 or self.steps < 1 or self.follow_steps < 1:
-            raise ValueError("peers, steps and follow_steps must be >= 1")
+            raise UserError("peers, steps and follow_steps must be >= 1")
         if self.mode == "peer" and not (self.use_critic or self.use_trust or self.use_agent_values):
-            raise ValueError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
+            raise UserError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
         if self.roles and len(self.roles) != self.peers:
-            raise ValueError(f"roles lists {len(self.roles)} entries for {self.peers} peers")
+            raise UserError(f"roles lists {len(self.roles)} entries for {self.peers} peers")
         if self.attacks and len(self.attacks) != self.peers:
-            raise ValueError(f"attacks lists {len(self.attacks)} entries for {self.peers} peers")
+            raise UserError(f"attacks lists {len(self.attacks)} entries for {self.peers} peers")
         if self.token_files and len(self.token_files) not in (1, self.peers):
-            raise ValueError(f"token_files lists {len(self.token_files)} entries: give 1 or {self.peers}")
+            raise UserError(f"token_files lists {len(self.token_files)} entries: give 1 or {self.peers}")
         if self.commands and len(self.commands) != self.peers:
-            raise ValueError(f"commands lists {len(self.commands)} entries for {self.peers} peers")
+            raise UserError(f"commands lists {len(self.commands)} entries for {self.peers} peers")
+        if self.algos and len(self.algos) != self.peers:
+            raise UserError(f"algos lists {len(self.algos)} entries for {self.peers} peers")
+        if self.pretrained and len(self.pretrained) != self.peers:
+            raise UserError(f"pretrained lists {len(self.pretrained)} entries for {self.peers} peers")
+        if self.keep_checkpoints < 0:
+            raise UserError(f"keep_checkpoints: expected 0 (all) or a positive count, got {self.keep_checkpoints}")
+        bad_roles = [r for r in self.roles if r not in ROLES]
+        if bad_roles:
+            raise UserError(f"roles: expected each of {', '.join(ROLES)}, got {bad_roles[0]!r}")
+        self._validate_python_peers()
         return self
+
+    def _validate_python_peers(self) -> None:
+        """What the Python peers would refuse only after they started (in their logs, as tracebacks):
+        a task without a learner preset, an unknown learner setting, an unknown attack."""
+        if all(self.command(i) for i in range(self.peers)):
+            return  # foreign peers only: the task and settings are theirs to judge
+        from peer_service.attacks import parse_attack
+        from peer_service.envs import make_env
+
+        _check_mujoco(self.task)
+        try:
+            env = make_env(self.task)
+        except ValueError as err:
+            raise UserError(f"task: {err}") from None
+        env.close()
+        for i in range(self.peers):
+            if self.command(i):
+                continue
+            path = self.pretrained_of(i)
+            if path and not Path(path).is_file():
+                raise UserError(f"pretrained: expected an SB3 model zip for peer-{i}, got {path!r} (no such file)")
+            if self.role(i) == "adviser" and not path:
+                raise UserError(f"roles: peer-{i} is an adviser, which needs a pretrained model (pretrained)")
+            if self.role(i) == "learner" and not path:
+                try:
+                    self.learner_preset(i)
+                except ValueError as err:
+                    raise UserError(f"learner: {err}") from None
+        for attack in self.attacks:
+            try:
+                parse_attack(attack)
+            except ValueError as err:
+                raise UserError(f"attacks: {err}") from None
 
     def role(self, index: int) -> str:
         return self.roles[index] if self.roles else "learner"
+
+    def pretrained_of(self, index: int) -> str:
+        return self.pretrained[index] if self.pretrained else ""
+
+    def learner_of(self, index: int) -> dict[str, Any]:
+        """Peer `index`'s learner settings: `learner`, with its entry of `algos` as `algo`."""
+        algo = self.algos[index] if self.algos else ""
+        return {**self.learner, **({"algo": algo} if algo else {})}
+
+    def learner_preset(self, index: int) -> Any:
+        """The learner settings peer `index` will resolve (peer_service/presets.py), for validation and
+        for settings the orchestrator needs (train_freq for stagger_training)."""
+        import gymnasium as gym
+
+        from peer_service.envs import make_env
+        from peer_service.presets import preset_for
+
+        overrides = self.learner_of(index)
+        env = make_env(self.task)
+        discrete = isinstance(env.action_space, gym.spaces.Discrete)
+        env.close()
+        return preset_for(self.task, overrides.get("algo"), discrete=discrete).with_overrides(**overrides)
 
     def command(self, index: int) -> str | None:
         return (self.commands[index] or None) if self.commands else None
@@ -165,33 +263,77 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
-        data = tomllib.loads(Path(path).read_text())
-        return cls.from_dict(data)
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise UserError(f"config: cannot read {path}: {err.strerror or err}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"config: {path} is not valid TOML: {err}") from None
+        return cls.from_dict(data, where=str(path))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{k: check_type(v, known[k], f"{where}: {k}") for k, v in data.items()})
+
+    @classmethod
+    def types(cls) -> dict[str, Any]:
+        """Field name -> its annotation (what the flag, TOML and environment parsers go by)."""
+        return {f.name: f.type for f in fields(cls)}
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        """The fields set by non-empty PEERLEARN_<FIELD> variables (peerlearn/settings.py parses them)."""
+        return read_env(cls.types(), environ)
+
+
+def _check_mujoco(task: str) -> None:
+    """MuJoCo is an extra (pyproject.toml): say so before the peers fail to build their env."""
+    import importlib.util
+
+    from peer_service.envs import MUJOCO_KWARGS, resolve_env_id
+
+    if resolve_env_id(task) in MUJOCO_KWARGS and importlib.util.find_spec("mujoco") is None:
+        raise UserError(f"task: {task!r} needs MuJoCo, which is not installed: pip install 'peerlearn[mujoco]'")
+
+
+@functools.cache
+def field_help() -> dict[str, str]:
+    """Each RunConfig field's docstring: the help of its flag and its line in the docs."""
+    return attribute_docs(RunConfig)
+
+
+def toml_value(v: Any) -> str:
+    """One TOML value; tables inside tables and lists become inline tables (never a Python repr)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)  # nan and inf are TOML spellings too
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    return json.dumps(str(v), ensure_ascii=False)  # JSON string escapes are TOML basic-string escapes
+
+
+def toml_key(key: str) -> str:
+    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+    return key if bare else json.dumps(key, ensure_ascii=False)
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    """A small TOML writer for flat configs with one level of tables (no TOML writer in the stdlib)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines = [f"{k} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    """A small TOML writer (the stdlib reads TOML but does not write it): top-level values, then each
+    top-level table as a [section]; deeper tables are inline. None (no TOML spelling) is left out."""
+    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict) and v is not None]
     for k, v in data.items():
         if isinstance(v, dict):
-            lines += ["", f"[{k}]", *(f"{kk} = {value(vv)}" for kk, vv in v.items())]
+            lines += ["", f"[{toml_key(k)}]",
+                      *(f"{toml_key(kk)} = {toml_value(vv)}" for kk, vv in v.items() if vv is not None)]
     return "\n".join(lines) + "\n"
 
 

@@ -26,6 +26,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator.forkserver import ForkedProcess, ForkServer
+from peer_service.config import PeerConfig
+from peer_service.main import _declared, peer_argv
+from peerlearn.settings import env_name
 
 
 @dataclass
@@ -45,6 +48,41 @@ class PeerSpec:
     attack: str = ""
     # For `collude` attacks: the directory colluding peers share (attacks.py, DirectoryBoard).
     collude_board: str = ""
+    # Checkpoints the peer keeps (newest max(K, 2); 0 = all); only the two newest hold the replay buffer.
+    keep_checkpoints: int = 0
+    # An SB3 model zip the peer starts from ("" = from scratch).
+    pretrained: str = ""
+
+    def peer_config(self) -> PeerConfig:
+        """The settings of this peer (its process gets them as flags, an in-process peer as they are)."""
+        import json
+
+        return PeerConfig(peer_id=self.peer_id, task=self.task, seed=self.seed, total_steps=self.total_steps,
+                          role=self.role, checkpoint_dir=self.checkpoint_dir,
+                          learner_overrides=json.loads(self.learner_overrides), attack=self.attack,
+                          collude_board=self.collude_board, keep_checkpoints=self.keep_checkpoints,
+                          pretrained=self.pretrained)
+
+
+# PEERLEARN_* variables of `peerlearn peer` that a started peer may inherit from this process: they
+# tune the process (threads, when gradient steps run) but never change what it learns or says.
+# Every other peer setting (role, attack, learner, task, seed, ...) comes from the run's config as a
+# flag, and is removed from the peers' environment: an exported PEERLEARN_ATTACK in the shell must
+# not turn an honest run into an attack study that config.toml does not record.
+PASS_THROUGH = ("overlap_training", "torch_threads")
+
+
+def peer_setting_variables() -> list[str]:
+    """The PEERLEARN_* names of every `peerlearn peer` setting (peer_service/config.py)."""
+    return [env_name(name) for name in _declared()[0]]
+
+
+def inherited_variables(environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """(the peer variables started peers inherit, the ones they are not given) for this environment."""
+    environ = dict(os.environ if environ is None else environ)
+    passed = {env_name(n) for n in PASS_THROUGH}
+    present = [v for v in peer_setting_variables() if environ.get(v, "").strip()]
+    return {v: environ[v] for v in present if v in passed}, [v for v in present if v not in passed]
 
 
 class PeerStartError(RuntimeError):
@@ -103,16 +141,9 @@ class LocalPeers:
                                                            role=spec.role,
                                                            checkpoint_dir=spec.checkpoint_dir or "")
             else:
-                cmd = [sys.executable, "-m", "peer_service", "--peer-id", spec.peer_id, "--task", spec.task,
-                       "--seed", str(spec.seed), "--total-steps", str(spec.total_steps), "--role", spec.role,
-                       "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-                       "--learner", spec.learner_overrides, "--exit-with-parent"]
-                if spec.checkpoint_dir:
-                    cmd += ["--checkpoint-dir", spec.checkpoint_dir]
-                if spec.attack:
-                    cmd += ["--attack", spec.attack]
-                if spec.collude_board:
-                    cmd += ["--collude-board", spec.collude_board]
+                # Every setting as a flag, empty ones too: a flag wins over any variable (peer_service/main.py).
+                cmd = [sys.executable, "-m", "peer_service", *peer_argv(spec.peer_config(), skip=PASS_THROUGH),
+                       "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file), "--exit-with-parent"]
             self.commands.append(cmd)
             self.processes.append(self._spawn(len(self.commands) - 1))
         deadline = time.monotonic() + self.start_timeout_s
@@ -154,7 +185,11 @@ class LocalPeers:
             await asyncio.sleep(poll_s)
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **self.env}
+        """This process's environment without the peer settings a run decides (PASS_THROUGH), plus
+        `env`, which the code starting the peers sets on purpose (e.g. bench's overlap A/B)."""
+        _, withheld = inherited_variables()
+        inherited = {k: v for k, v in os.environ.items() if k not in withheld}
+        return {**inherited, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **self.env}
 
     def _spawn(self, i: int) -> subprocess.Popen | ForkedProcess:
         """Start peer i. A new session: Ctrl-C in the terminal reaches only us, and we stop the peers

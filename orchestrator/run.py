@@ -20,6 +20,7 @@ from orchestrator.status import StatusServicer, start_status_server
 from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
 from peerlearn.grpc_options import channel_options
 from peerlearn.security import ClientSecurity, read_tokens
+from peerlearn.settings import UserError
 
 
 @dataclass
@@ -39,33 +40,30 @@ def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
 
     # Colluding peer processes tell each other their suggestions through a folder of the run (attacks.py).
     board = str(run_dir / "collusion") if any(attack(i).startswith("collude") for i in range(config.peers)) else ""
-    learner = [dict(config.learner) for _ in range(config.peers)]
+    learner = [config.learner_of(i) for i in range(config.peers)]
     if config.stagger_training and "train_phase" not in config.learner:
-        from peer_service.presets import preset_for  # the task's train_freq unless the config sets it
-
-        train_freq = int(config.learner.get("train_freq") or preset_for(config.task).train_freq)
+        # the task's train_freq unless the config sets it
+        train_freq = int(config.learner.get("train_freq") or config.learner_preset(0).train_freq)
         for overrides, phase in zip(learner, stagger_phases(config.peers, train_freq, usable_cores()), strict=True):
             overrides["train_phase"] = phase
     return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
                      total_steps=config.steps, role=config.role(i),
                      checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
                      learner_overrides=json.dumps(learner[i]), command=config.command(i),
-                     attack=attack(i), collude_board=board if attack(i).startswith("collude") else "")
+                     attack=attack(i), collude_board=board if attack(i).startswith("collude") else "",
+                     keep_checkpoints=config.keep_checkpoints, pretrained=config.pretrained_of(i))
             for i in range(config.peers)]
 
 
 def inproc_clients(specs: list[PeerSpec]) -> list[PeerClient]:
-    from peer_service.peer import Peer, PeerConfig  # only the in-process transport builds peers here
+    from peer_service.peer import Peer  # only the in-process transport builds peers here
 
     if any(s.command for s in specs):
         raise ValueError("--transport inproc runs Python peers only; peers with a command need grpc")
     import torch
 
     torch.set_num_threads(1)  # one thread per peer, as in peer processes (no OpenMP spinning on busy cores)
-    return [InprocPeerClient(Peer(PeerConfig(peer_id=s.peer_id, task=s.task, seed=s.seed, total_steps=s.total_steps,
-                                             role=s.role, checkpoint_dir=s.checkpoint_dir,
-                                             learner_overrides=json.loads(s.learner_overrides), attack=s.attack)))
-            for s in specs]
+    return [InprocPeerClient(Peer(s.peer_config())) for s in specs]
 
 
 def client_security(config: RunConfig, index: int) -> ClientSecurity:
@@ -88,8 +86,8 @@ def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) ->
 def load_resume_state(run_dir: Path) -> dict:
     path = run_dir / "checkpoints" / "orchestrator.pkl"
     if not path.exists():
-        raise FileNotFoundError(f"{run_dir} has no checkpoints/orchestrator.pkl: the run stopped before its first "
-                                "checkpoint (see checkpoint_every), so there is nothing to resume")
+        raise UserError(f"resume: expected a run folder with checkpoints/orchestrator.pkl, got {run_dir}: the run "
+                        "stopped before its first checkpoint (see checkpoint_every), so there is nothing to resume")
     return pickle.loads(path.read_bytes())
 
 
@@ -133,7 +131,11 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
 
         status_address = None
         if config.status_port >= 0:
-            server, port = await start_status_server(status, "127.0.0.1", config.status_port)
+            try:
+                server, port = await start_status_server(status, "127.0.0.1", config.status_port)
+            except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+                raise UserError(f"status_port: expected a free port (or 0 = any, -1 = off), got {config.status_port}, "
+                                f"which is in use ({err})") from None
             stack.push_async_callback(server.stop, 1.0)
             status_address = f"127.0.0.1:{port}"
             (run_dir / "status_address").write_text(status_address + "\n")

@@ -1,4 +1,4 @@
-"""Drive a stable-baselines3 SAC or DQN learner one env step at a time.
+"""Drive a stable-baselines3 / sb3-contrib off-policy learner one env step at a time.
 
 SB3's `learn()` owns the env loop, but a peer must execute actions chosen by the group. This adapter
 does exactly what `OffPolicyAlgorithm.collect_rollouts` + `learn` do around each step (acting,
@@ -9,6 +9,8 @@ at the start of every window), so a run driven by it is bit-identical to `model.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import pickle
 import random
 from pathlib import Path
@@ -17,42 +19,85 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
-from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.noise import NormalActionNoise
 
+from peer_service.algorithms import algorithm
 from peer_service.presets import LearnerPreset
+
+log = logging.getLogger("peerlearn.learner")
 
 
 class SB3Learner:
     """One SB3 off-policy learner with the per-step interface a peer needs."""
+
+    REPLAY_BUFFER = "replay_buffer.pkl"  # in a checkpoint folder
 
     def __init__(self, env: gym.Env, preset: LearnerPreset, total_steps: int, seed: int) -> None:
         self.preset = preset
         self.total_steps = max(int(total_steps), 1)
         # A buffer larger than the run only costs memory; results are identical up to the budget.
         buffer_size = max(min(preset.buffer_size, self.total_steps), preset.batch_size)
-        common: dict[str, Any] = dict(
+        self.algorithm = algorithm(preset.algo)
+        cls = self.algorithm.load()
+        kwargs: dict[str, Any] = dict(
             learning_rate=preset.learning_rate, buffer_size=buffer_size, learning_starts=preset.learning_starts,
             batch_size=preset.batch_size, gamma=preset.gamma, tau=preset.tau, train_freq=preset.train_freq,
-            gradient_steps=preset.gradient_steps, seed=seed, device="cpu", verbose=0, **preset.extra)
-        if preset.algo == "DQN":
-            self.model: DQN | SAC = DQN(
-                "MlpPolicy", env, target_update_interval=preset.target_update_interval,
-                exploration_initial_eps=preset.exploration_initial_eps,
-                exploration_fraction=preset.exploration_fraction,
-                exploration_final_eps=preset.exploration_final_eps,
-                policy_kwargs={"net_arch": list(preset.net_arch)}, **common)
-        elif preset.algo == "SAC":
-            self.model = SAC(
-                "MlpPolicy", env, use_sde=preset.use_sde,
-                policy_kwargs={"net_arch": list(preset.net_arch), "log_std_init": preset.log_std_init}, **common)
-        else:
-            raise ValueError(f"unknown algorithm {preset.algo!r}: expected DQN or SAC")
+            gradient_steps=preset.gradient_steps, seed=seed, device="cpu", verbose=0)
+        policy_kwargs: dict[str, Any] = {} if preset.net_arch is None else {"net_arch": list(preset.net_arch)}
+        if self.algorithm.discrete:
+            kwargs.update(target_update_interval=preset.target_update_interval,
+                          exploration_initial_eps=preset.exploration_initial_eps,
+                          exploration_fraction=preset.exploration_fraction,
+                          exploration_final_eps=preset.exploration_final_eps)
+        if self.algorithm.stochastic_actor:
+            kwargs["use_sde"] = preset.use_sde
+            if preset.log_std_init is not None:
+                policy_kwargs["log_std_init"] = preset.log_std_init
+        if preset.action_noise_std > 0:
+            dims = int(np.prod(env.action_space.shape))
+            kwargs["action_noise"] = NormalActionNoise(np.zeros(dims), preset.action_noise_std * np.ones(dims))
+        # The shared preset fields an algorithm does not take are left out (CrossQ has no target network,
+        # so no tau); a user's own SB3 arguments (preset.extra) go through as given, and the class
+        # refuses the ones it does not know.
+        accepted = set(inspect.signature(cls.__init__).parameters)
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+        extra = dict(preset.extra)
+        policy_kwargs.update(extra.pop("policy_kwargs", {}))  # a user's policy_kwargs win over the preset's
+        self.model: Any = cls("MlpPolicy", env, policy_kwargs=policy_kwargs, **kwargs, **extra)
+        self._finish_setup()
+
+    @classmethod
+    def from_model(cls, model: Any, env: gym.Env, total_steps: int) -> SB3Learner:
+        """A learner that continues a loaded off-policy model (a pretrained peer): its weights and
+        hyper-parameters, an empty replay buffer (at most `total_steps` large) and its own warm-up,
+        as SB3's `learn(reset_num_timesteps=True)` continues a loaded model."""
+        self = cls.__new__(cls)
+        self.algorithm = algorithm(type(model).__name__)
+        self.total_steps = max(int(total_steps), 1)
+        model.set_env(env)
+        model.num_timesteps = 0
+        buffer_size = max(min(int(model.buffer_size), self.total_steps), int(model.batch_size))
+        model.replay_buffer = model.replay_buffer_class(
+            buffer_size, model.observation_space, model.action_space, device="cpu", n_envs=1,
+            optimize_memory_usage=model.optimize_memory_usage, **(model.replay_buffer_kwargs or {}))
+        self.preset = LearnerPreset(
+            algo=self.algorithm.name, learning_rate=model.learning_rate, net_arch=None, buffer_size=buffer_size,
+            learning_starts=int(model.learning_starts), batch_size=int(model.batch_size), gamma=float(model.gamma),
+            tau=float(getattr(model, "tau", 0.0)), train_freq=int(model.train_freq.frequency),
+            gradient_steps=int(model.gradient_steps), use_sde=bool(getattr(model, "use_sde", False)),
+            log_std_init=None, source="pretrained")
+        self.model = model
+        self._finish_setup()
+        return self
+
+    def _finish_setup(self) -> None:
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.model._total_timesteps = self.total_steps
         self.is_discrete = isinstance(self.model.action_space, gym.spaces.Discrete)
         self._noise_due = True  # gSDE: fresh exploration matrix at the start of every train_freq window
         self.training_due = False  # a closed train_freq window whose gradient steps have not run yet
+        self._own_action: tuple[np.ndarray, np.ndarray] | None = None  # last behaviour action: (env, scaled)
         self.last_losses: dict[str, float] = {}
 
     # ------------------------------------------------------------------ acting
@@ -72,7 +117,18 @@ class SB3Learner:
         else:
             action, _ = self.model.predict(observation[None], deterministic=False)
             action = action[0]
-        return self.to_env_action(action)
+        if self.is_discrete:
+            return self.to_env_action(action)
+        # As SB3's _sample_action: the action in the policy's scaled space, plus exploration noise
+        # (clipped to [-1, 1]) where the algorithm has it; that scaled action is what SB3 stores.
+        policy = self.model.policy
+        scaled = policy.scale_action(np.asarray(action, dtype=np.float32))
+        noise = getattr(self.model, "action_noise", None)
+        if noise is not None:
+            scaled = np.clip(scaled + noise(), -1, 1)
+        env_action = policy.unscale_action(scaled)
+        self._own_action = (env_action, scaled)  # stored as is if executed (no round-trip rounding)
+        return env_action
 
     def suggest(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
         """Actions for a batch of states; stochastic = the behaviour policy (SAC actor / epsilon-greedy)."""
@@ -86,7 +142,14 @@ class SB3Learner:
             explore = np.random.rand(len(states)) < self.model.exploration_rate
             greedy[explore] = [self.model.action_space.sample() for _ in range(int(explore.sum()))]
             return greedy
-        return self._policy_actions(states, deterministic)
+        actions = self._policy_actions(states, deterministic)
+        noise = getattr(self.model, "action_noise", None)
+        if noise is None or deterministic:
+            return actions
+        # The behaviour policy of TD3/DDPG is the actor plus exploration noise, drawn per row.
+        policy = self.model.policy
+        scaled = policy.scale_action(actions.astype(np.float32))
+        return policy.unscale_action(np.clip(scaled + np.stack([noise() for _ in range(len(actions))]), -1, 1))
 
     @th.no_grad()
     def _policy_actions(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
@@ -110,29 +173,24 @@ class SB3Learner:
         return policy.unscale_action(policy.scale_action(np.asarray(action, dtype=np.float32)))
 
     # ------------------------------------------------------------------ critic
-    @th.no_grad()
     def q_values(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Q(s, a) of given actions by this learner's critic (peer_service/algorithms.py says which)."""
         if len(states) == 0:
             return np.zeros(0, dtype=np.float32)
         obs = th.from_numpy(np.array(states, dtype=np.float32))  # a writable copy of the wire buffer
         if self.is_discrete:
-            q = self.model.q_net(obs)
-            idx = th.as_tensor(np.asarray(actions, dtype=np.int64).reshape(-1, 1))
-            return q.gather(1, idx).squeeze(1).numpy()
-        scaled = th.as_tensor(self.model.policy.scale_action(np.asarray(actions, dtype=np.float32)))
-        qs = th.cat(self.model.critic(obs, scaled), dim=1)
-        return qs.min(dim=1).values.numpy()
+            acts = th.as_tensor(np.asarray(actions, dtype=np.int64))
+        else:
+            acts = th.as_tensor(self.model.policy.scale_action(np.asarray(actions, dtype=np.float32)))
+        return self.algorithm.q_values(self.model, obs, acts).numpy()
 
-    @th.no_grad()
     def v_values(self, states: np.ndarray) -> np.ndarray:
-        """V(x) = Q(x, a'), a' from the own behaviour policy; DQN uses max_a Q (ALGORITHM.md s.3)."""
+        """V(x) = Q(x, a'), a' from the own behaviour policy; DQN uses max_a Q (docs/algorithm.md,
+        "The value function")."""
         if len(states) == 0:
             return np.zeros(0, dtype=np.float32)
         obs = th.from_numpy(np.array(states, dtype=np.float32))  # a writable copy of the wire buffer
-        if self.is_discrete:
-            return self.model.q_net(obs).max(dim=1).values.numpy()
-        actions = self.model.actor(obs)  # a sample, already in the critic's scaled space (no log-prob needed)
-        return th.cat(self.model.critic(obs, actions), dim=1).min(dim=1).values.numpy()
+        return self.algorithm.v_values(self.model, obs).numpy()
 
     # ------------------------------------------------------------------ learning
     def store(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
@@ -146,22 +204,28 @@ class SB3Learner:
         """
         model = self.model
         model.num_timesteps += 1
-        buffer_action = np.asarray(action).reshape(1, -1) if not self.is_discrete else np.array([[int(action)]])
-        if not self.is_discrete:
-            buffer_action = model.policy.scale_action(buffer_action.astype(np.float32))
+        if self.is_discrete:
+            buffer_action = np.array([[int(action)]])
+        elif self._own_action is not None and np.array_equal(action, self._own_action[0]):
+            buffer_action = self._own_action[1].reshape(1, -1)  # its own action: the scaled one SB3 stores
+        else:
+            buffer_action = model.policy.scale_action(np.asarray(action, dtype=np.float32).reshape(1, -1))
+        self._own_action = None
         model.replay_buffer.add(
             np.asarray(obs)[None], np.asarray(next_obs)[None], buffer_action, np.array([reward], dtype=np.float32),
             np.array([terminated or truncated]), [{"TimeLimit.truncated": truncated and not terminated}])
         model._update_current_progress_remaining(model.num_timesteps, self.total_steps)
         model._on_step()
+        if (terminated or truncated) and getattr(model, "action_noise", None) is not None:
+            model.action_noise.reset()  # as collect_rollouts at an episode end
         if (model.num_timesteps + self.preset.train_phase) % model.train_freq.frequency != 0:
             return 0, {}
         self._noise_due = True
-        if not (model.num_timesteps > model.learning_starts and model.gradient_steps > 0):
+        if not (model.num_timesteps > model.learning_starts and model.gradient_steps != 0):
             return 0, {}
         self.training_due = True
         if defer_training:
-            return model.gradient_steps, self.last_losses
+            return self._window_gradient_steps(), self.last_losses
         return self.train_pending(), self.last_losses
 
     def train_pending(self) -> int:
@@ -170,17 +234,23 @@ class SB3Learner:
             return 0
         self.training_due = False
         model = self.model
-        model.train(batch_size=model.batch_size, gradient_steps=model.gradient_steps)
+        steps = self._window_gradient_steps()
+        model.train(batch_size=model.batch_size, gradient_steps=steps)
         model.policy.set_training_mode(False)  # train() left it in training mode
         self.last_losses = {"losses/" + k.split("/", 1)[1]: float(v) for k, v in model.logger.name_to_value.items()
                             if k.startswith("train/") and k != "train/n_updates"}
-        return model.gradient_steps
+        return steps
+
+    def _window_gradient_steps(self) -> int:
+        """gradient_steps, where -1 (rl-zoo3 uses it) means as many as env steps in the window, as in learn()."""
+        model = self.model
+        return int(model.gradient_steps if model.gradient_steps >= 0 else model.train_freq.frequency)
 
     def _begin_window(self) -> None:
         """What `collect_rollouts` does first: with gSDE, draw a new noise matrix (once per window)."""
         if self._noise_due:
             self._noise_due = False
-            if self.model.use_sde:
+            if getattr(self.model, "use_sde", False):
                 self.model.actor.reset_noise(1)
 
     # ------------------------------------------------------------------ checkpoints
@@ -188,15 +258,19 @@ class SB3Learner:
         self.train_pending()
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save(directory / "model.zip")
-        self.model.save_replay_buffer(directory / "replay_buffer.pkl")
+        self.model.save_replay_buffer(directory / self.REPLAY_BUFFER)
         rng = {"numpy": np.random.get_state(), "torch": th.get_rng_state(), "random": random.getstate(),
                "action_space": self.model.action_space.np_random.bit_generator.state}
         (directory / "learner_rng.pkl").write_bytes(pickle.dumps(rng))
 
     def load(self, directory: Path, env: gym.Env) -> None:
-        cls = DQN if self.preset.algo == "DQN" else SAC
+        cls = self.algorithm.load()
         self.model = cls.load(directory / "model.zip", env=env, device="cpu")
-        self.model.load_replay_buffer(directory / "replay_buffer.pkl")
+        if (directory / self.REPLAY_BUFFER).exists():  # only the newest checkpoint has one (prune_checkpoints)
+            self.model.load_replay_buffer(directory / self.REPLAY_BUFFER)
+        else:
+            log.warning("%s has no replay buffer (an older checkpoint): the learner continues with an empty one",
+                        directory)
         self.model.set_logger(Logger(folder=None, output_formats=[]))
         rng = pickle.loads((directory / "learner_rng.pkl").read_bytes())
         np.random.set_state(rng["numpy"])

@@ -1,72 +1,100 @@
 """`peerlearn peer` / `python -m peer_service`: serve one peer, configured by flags or PEERLEARN_* env vars.
 
-Every flag has an environment variable (flag `--total-steps` <-> `PEERLEARN_TOTAL_STEPS`), which is how
-containers configure peers; a flag given on the command line wins.
+Every setting is declared once in peer_service/config.py; from there it gets its flag and its
+environment variable (flag `--total-steps` <-> `PEERLEARN_TOTAL_STEPS`), which is how containers
+configure peers; a flag given on the command line wins. Every variable that takes effect is printed
+at start. A bad value exits with code 2 and one line naming the setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
+from dataclasses import MISSING, fields
+from typing import Any
 
-from peer_service.peer import ROLES, PeerConfig
+from peer_service.config import PeerConfig, ServeSettings
+from peerlearn.settings import ROLES, Parser, UserError, add_flags, attribute_docs, env_name, read_env
+
+# Settings whose flag and variable differ from the field name (kept for compatibility).
+PUBLIC = {"learner_overrides": "learner"}
+FIELD = {v: k for k, v in PUBLIC.items()}
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"PEERLEARN_{name}", default)
+def _declared() -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Public name -> type, help and default, of every setting of both classes."""
+    types_: dict[str, Any] = {}
+    helps: dict[str, str] = {}
+    defaults: dict[str, Any] = {}
+    for cls in (PeerConfig, ServeSettings):
+        docs = attribute_docs(cls)
+        for f in fields(cls):
+            name = PUBLIC.get(f.name, f.name)
+            types_[name], helps[name] = f.type, docs.get(f.name, "")
+            defaults[name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    return types_, helps, defaults
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="peerlearn peer", description=__doc__)
-    p.add_argument("--peer-id", default=_env("PEER_ID", "peer-0"), help="identity in the group (PEERLEARN_PEER_ID)")
-    p.add_argument("--task", default=_env("TASK", "room-6"), help="room-6, room-21, hopper, ... (PEERLEARN_TASK)")
-    p.add_argument("--seed", type=int, default=int(_env("SEED", "0") or 0), help="learner seed (PEERLEARN_SEED)")
-    p.add_argument("--total-steps", type=int, default=int(_env("TOTAL_STEPS", "10000") or 10000),
-                   help="env steps this peer will take; sets SB3 schedules (PEERLEARN_TOTAL_STEPS)")
-    p.add_argument("--role", choices=ROLES, default=_env("ROLE", "learner"), help="(PEERLEARN_ROLE)")
-    p.add_argument("--host", default=_env("HOST", "127.0.0.1"),
-                   help="address to bind; 0.0.0.0 in containers (PEERLEARN_HOST)")
-    p.add_argument("--port", type=int, default=int(_env("PORT", "50051") or 50051),
-                   help="port; 0 picks a free one (PEERLEARN_PORT)")
-    p.add_argument("--port-file", default=_env("PORT_FILE"), help="write the bound port here once serving")
-    p.add_argument("--checkpoint-dir", default=_env("CHECKPOINT_DIR"),
-                   help="where Save writes (PEERLEARN_CHECKPOINT_DIR)")
-    p.add_argument("--learner", default=_env("LEARNER", "{}"),
-                   help='JSON overrides of the learner preset, e.g. \'{"learning_starts": 500}\' (PEERLEARN_LEARNER)')
-    p.add_argument("--torch-threads", type=int, default=int(_env("TORCH_THREADS", "1") or 1))
-    p.add_argument("--overlap-training", action=argparse.BooleanOptionalAction,
-                   default=(_env("OVERLAP_TRAINING", "0") or "0").lower() in ("1", "true", "yes"),
-                   help="reply to Step before its gradient steps and run them while the group prepares the "
-                        "next round; same update order; helps when peers have spare cores or sit across a "
-                        "network, not on a saturated machine (PEERLEARN_OVERLAP_TRAINING, default off)")
-    p.add_argument("--exit-with-parent", action="store_true",
-                   help="stop when the process that started this peer dies (no orphans after kill -9)")
-    p.add_argument("--attack", default=_env("ATTACK", ""),
-                   help="lie to the group, for robustness studies: mirror, random, garbage, inverse_critic, "
-                        "self_promote[:C], subtle_bias[:P], turncoat[:K], collude:PEER[:C] (PEERLEARN_ATTACK)")
-    p.add_argument("--collude-board", default=_env("COLLUDE_BOARD", ""),
-                   help="with --attack collude: a directory the colluding peers share to tell each other "
-                        "their suggestions (PEERLEARN_COLLUDE_BOARD)")
-    # --- security (peerlearn/security.py, docs/security.md)
-    p.add_argument("--tls-cert", default=_env("TLS_CERT"), help="server certificate, PEM; CN/SAN = peer id")
-    p.add_argument("--tls-key", default=_env("TLS_KEY"), help="its private key, PEM")
-    p.add_argument("--tls-ca", default=_env("TLS_CA"), help="CA that signs the clients' certificates (mutual TLS)")
-    p.add_argument("--require-client-cert", action="store_true",
-                   default=(_env("REQUIRE_CLIENT_CERT", "") or "").lower() in ("1", "true", "yes"),
-                   help="mutual TLS: only clients with a certificate from --tls-ca (PEERLEARN_REQUIRE_CLIENT_CERT)")
-    p.add_argument("--allowed-clients", default=_env("ALLOWED_CLIENTS", "orchestrator"),
-                   help="with mutual TLS: comma-separated client certificate names allowed to call "
-                        "(PEERLEARN_ALLOWED_CLIENTS)")
-    p.add_argument("--token-file", default=_env("TOKEN_FILE"),
-                   help="bearer tokens accepted, one per line (also PEERLEARN_TOKEN)")
-    p.add_argument("--allow-insecure", action="store_true",
-                   default=(_env("ALLOW_INSECURE", "") or "").lower() in ("1", "true", "yes"),
-                   help="allow plaintext on a non-loopback host (trusted test networks only; PEERLEARN_ALLOW_INSECURE)")
+    p = parser or Parser(prog="peerlearn peer", description=__doc__)
+    types_, helps, defaults = _declared()
+    helps["role"] += f" One of {', '.join(ROLES)}."
+    add_flags(p, types_, helps, defaults)
     return p
+
+
+def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> tuple[PeerConfig, ServeSettings,
+                                                                                      dict[str, str]]:
+    """Flags > PEERLEARN_* variables > defaults. Also returns the variables that took effect."""
+    environ = dict(os.environ if environ is None else environ)
+    types_, _, defaults = _declared()
+    from_env = read_env(types_, environ)
+    values: dict[str, Any] = {}
+    used: dict[str, str] = {}
+    for name in types_:
+        flag = getattr(args, name, None)
+        if flag is not None:
+            values[name] = flag
+        elif name in from_env:
+            values[name] = from_env[name]
+            used[env_name(name)] = environ[env_name(name)]
+        else:
+            values[name] = defaults[name]
+    if values["role"] not in ROLES:
+        raise UserError(f"role: expected one of {', '.join(ROLES)}, got {values['role']!r}")
+    if values["attack"]:
+        from peer_service.attacks import parse_attack
+
+        try:
+            parse_attack(values["attack"])
+        except ValueError as err:
+            raise UserError(f"attack: {err}") from None
+    by_field = {FIELD.get(k, k): v for k, v in values.items()}
+    peer = PeerConfig(**{f.name: by_field[f.name] for f in fields(PeerConfig)})
+    serve = ServeSettings(**{f.name: by_field[f.name] for f in fields(ServeSettings)})
+    return peer, serve, used
+
+
+def peer_argv(config: PeerConfig, skip: tuple[str, ...] = ()) -> list[str]:
+    """The flags that make `peerlearn peer` run with exactly `config` (resolve() reads them back): how
+    `peerlearn run` hands each started peer its settings. Every field is written, empty ones too, so
+    no PEERLEARN_* variable can fill one in; `skip` leaves fields to the environment."""
+    import json
+
+    argv: list[str] = []
+    for f in fields(PeerConfig):
+        value = getattr(config, f.name)
+        flag = "--" + PUBLIC.get(f.name, f.name).replace("_", "-")
+        if f.name in skip or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return argv
 
 
 async def _watch_parent(stop: asyncio.Event, interval_s: float = 0.5) -> None:
@@ -80,35 +108,58 @@ async def _watch_parent(stop: asyncio.Event, interval_s: float = 0.5) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except UserError as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"peerlearn peer: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    config, settings, used = resolve(args)
+    if used:  # a variable that changes what this peer does is never silent
+        print("peerlearn peer: from the environment: " + ", ".join(f"{k}={v}" for k, v in used.items()),
+              file=sys.stderr, flush=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from peerlearn.security import ServerSecurity, read_tokens
+
+    try:
+        tokens = tuple(read_tokens(settings.token_file))
+    except OSError as err:
+        raise UserError(f"token_file: cannot read {settings.token_file}: {err.strerror or err}") from None
+    security = ServerSecurity(
+        tls_cert=settings.tls_cert, tls_key=settings.tls_key, tls_ca=settings.tls_ca,
+        require_client_cert=settings.require_client_cert,
+        allowed_clients=tuple(c.strip() for c in (settings.allowed_clients or "").split(",") if c.strip()),
+        tokens=tokens, allow_insecure=settings.allow_insecure)
+    try:
+        security.check(settings.host)  # refuse before the slow start of the learner
+    except ValueError as err:
+        raise UserError(str(err)) from None
     import torch
 
-    torch.set_num_threads(args.torch_threads)  # one thread per peer process: peers share the cores
+    torch.set_num_threads(settings.torch_threads)  # one thread per peer process: peers share the cores
     from peer_service.peer import Peer
     from peer_service.server import serve
 
-    config = PeerConfig(peer_id=args.peer_id, task=args.task, seed=args.seed, total_steps=args.total_steps,
-                        role=args.role, checkpoint_dir=args.checkpoint_dir,
-                        learner_overrides=json.loads(args.learner or "{}"), attack=args.attack or "",
-                        overlap_training=args.overlap_training, collude_board=args.collude_board or "")
-    from peerlearn.security import ServerSecurity, read_tokens
-
-    security = ServerSecurity(
-        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_ca=args.tls_ca,
-        require_client_cert=args.require_client_cert,
-        allowed_clients=tuple(c.strip() for c in (args.allowed_clients or "").split(",") if c.strip()),
-        tokens=tuple(read_tokens(args.token_file)), allow_insecure=args.allow_insecure)
     try:
-        security.check(args.host)  # refuse before the slow start of the learner
-    except ValueError as err:
-        print(f"peerlearn peer: {err}", file=sys.stderr)
-        return 2
-    peer = Peer(config)
+        peer = Peer(config)
+    except ValueError as err:  # an unknown task, learner setting or role/task pair
+        raise UserError(str(err)) from None
 
     async def run() -> None:
         stop = asyncio.Event()
-        watcher = asyncio.create_task(_watch_parent(stop)) if args.exit_with_parent else None
-        await serve(peer, host=args.host, port=args.port, port_file=args.port_file, stop=stop, security=security)
+        watcher = asyncio.create_task(_watch_parent(stop)) if settings.exit_with_parent else None
+        try:
+            await serve(peer, host=settings.host, port=settings.port, port_file=settings.port_file, stop=stop,
+                        security=security)
+        except (OSError, RuntimeError) as err:  # grpc reports a taken port as either
+            if "bind" not in str(err).lower():
+                raise
+            raise UserError(f"port: expected a free port on {settings.host}, got {settings.port} "
+                            f"(in use or not allowed)") from None
         if watcher is not None:
             watcher.cancel()
 

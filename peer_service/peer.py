@@ -11,77 +11,75 @@ same action replays the stored reply (a retry is never applied twice).
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import platform
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import grpc
+import gymnasium as gym
 import numpy as np
 
 import peerlearn
 from peer_service.attacks import Attack, parse_attack
+from peer_service.config import PeerConfig
 from peer_service.envs import make_env, resolve_env_id, room_critic, unwrap_room
 from peer_service.envs.room import optimal_action
 from peer_service.learner import SB3Learner
 from peer_service.presets import preset_for
+from peer_service.pretrained import FrozenAdviser, is_off_policy, load_model
 from peer_service.validation import PeerError
 from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
+from peerlearn.settings import ROLES
 from peerlearn.validation import check_actions, check_states, empty_batch
 
 # Bound on StepRequest.next_observation_rows (the orchestrator sends at most trust + agent-value batch).
 MAX_NEXT_OBSERVATION_ROWS = 1024
 
-ROLES = ("learner", "expert", "adversary")
 # Discount of a scripted adviser's exact critic (the paper's DQN gamma on Room).
 SCRIPTED_GAMMA = 0.99
 DEFAULT_EVAL_EPISODES = 10
 
 
-@dataclass
-class PeerConfig:
-    """Everything a peer needs to start; `peerlearn peer` fills it from flags or PEERLEARN_* env vars."""
-
-    peer_id: str = "peer-0"
-    task: str = "room-6"
-    seed: int = 0
-    # Env steps this peer will take in the run (sets SB3's schedules, e.g. DQN's epsilon decay).
-    total_steps: int = 10_000
-    # "learner" (SB3 DQN/SAC), or a scripted Room adviser: "expert" / "adversary" (advise only).
-    role: str = "learner"
-    checkpoint_dir: str | None = None
-    # Overrides of the paper's preset, e.g. {"learning_starts": 500}.
-    learner_overrides: dict[str, Any] = field(default_factory=dict)
-    # A lie told to the group (peer_service/attacks.py), e.g. "mirror", "turncoat:500"; "" = honest.
-    attack: str = ""
-    # For `collude` across processes: a directory the colluders share (attacks.py, DirectoryBoard).
-    collude_board: str = ""
-    # Reply to Step before its gradient steps run, and run them while the orchestrator prepares the
-    # next round (server.py). Every other call runs pending training first, so the order of updates,
-    # advice and acting is exactly the synchronous one; only the Step reply's losses lag one update.
-    # Off by default: on the 2-core machine it gained nothing (the peers are CPU-bound and the GIL
-    # makes the overlap cost CPU; docs/performance.md); it hides round trips when peers have spare
-    # cores or sit across a network.
-    overlap_training: bool = False
-
-
 class Peer:
-    def __init__(self, config: PeerConfig) -> None:
+    def __init__(self, config: PeerConfig, model: Any | None = None, env: gym.Env | None = None) -> None:
+        """A peer from its settings; `model` (a loaded SB3 model) and `env` (a user's env object) are
+        for peers served from Python (peerlearn.api.serve) instead of built from the task's name."""
         if config.role not in ROLES:
             raise ValueError(f"unknown role {config.role!r}; expected one of {ROLES}")
         self.config = config
-        self.env_id = resolve_env_id(config.task)
-        self.env = make_env(self.env_id)
-        self.eval_env = make_env(self.env_id)
+        if env is not None:
+            self.env = env
+            self.env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+            self.eval_env = make_env(env.spec.id) if env.spec is not None else copy.deepcopy(env)
+        else:
+            self.env_id = resolve_env_id(config.task)
+            self.env = make_env(self.env_id)
+            self.eval_env = make_env(self.env_id)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.learner: SB3Learner | None = None
+        self.adviser: FrozenAdviser | None = None
         self.room_size: int | None = None
-        if config.role == "learner":
-            preset = preset_for(self.env_id).with_overrides(**config.learner_overrides)
+        if model is None and config.pretrained:
+            model = load_model(config.pretrained, config.learner_overrides.get("algo"), env=self.env)
+        if model is not None and config.role == "adviser":
+            self.adviser = FrozenAdviser(model)
+        elif model is not None and config.role == "learner":
+            if not is_off_policy(model):
+                raise ValueError(f"a {type(model).__name__} model can join only as a frozen adviser (role "
+                                 "adviser): peer learning needs an off-policy learner's replay buffer and Q critic")
+            self.learner = SB3Learner.from_model(model, self.env, config.total_steps)
+        elif config.role == "adviser":
+            raise ValueError("role adviser needs a pretrained model (setting pretrained: an SB3 model zip)")
+        elif config.role == "learner":
+            preset = preset_for(self.env_id, config.learner_overrides.get("algo"),
+                                discrete=isinstance(self.env.action_space, gym.spaces.Discrete)
+                                ).with_overrides(**config.learner_overrides)
             self.learner = SB3Learner(self.env, preset, config.total_steps, config.seed)
         else:
             room = unwrap_room(self.env)
@@ -106,6 +104,8 @@ class Peer:
         learns = self.learner is not None
         if learns:
             implementation = f"sb3.{self.learner.preset.algo}"
+        elif self.adviser is not None:
+            implementation = f"sb3.{self.adviser.name}.frozen"
         else:
             implementation = f"scripted-{self.config.role}"
         return PeerInfo(
@@ -116,7 +116,7 @@ class Peer:
             # values_in_step: a learner values the trust evidence inside Step, after its gradient steps.
             # Not with overlap_training, whose gradient steps come after the reply (the values would
             # have to wait for them, and the overlap would be gone).
-            capabilities=Capabilities(advises=True, evaluates=True, acts=learns, learns=learns,
+            capabilities=Capabilities(advises=True, evaluates=self.adviser is None, acts=learns, learns=learns,
                                       values_in_step=learns and not self.config.overlap_training),
             gamma=self.learner.preset.gamma if learns else SCRIPTED_GAMMA,
             warmup_steps=self.learner.preset.learning_starts if learns else 0,
@@ -134,6 +134,8 @@ class Peer:
         return self.attack.suggest(states, actions, own)
 
     def _honest_suggest(self, states: np.ndarray, deterministic: bool) -> np.ndarray:
+        if self.adviser is not None:
+            return self.adviser.suggest(states, deterministic) if len(states) else empty_batch(self.action_space)
         if self.learner is None:
             mirror = self.config.role == "adversary"
             return np.array([optimal_action(s, self.room_size or 2, toward_mirror=mirror) for s in states],
@@ -145,6 +147,9 @@ class Peer:
     def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
                  v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.settle()
+        if self.adviser is not None:
+            raise PeerError(grpc.StatusCode.UNIMPLEMENTED, f"Evaluate: peer {self.config.peer_id} is a frozen "
+                            f"{self.adviser.name} adviser without a Q critic (capabilities.evaluates is false)")
         q_states = check_states(q_states, self.observation_space, "q_states")
         q_actions = check_actions(q_actions, self.action_space, len(q_states), "q_actions")
         v_states = check_states(v_states, self.observation_space, "v_states")
@@ -275,6 +280,7 @@ class Peer:
         rng = {"env": self.env.unwrapped.np_random.bit_generator.state}
         (directory / "peer_rng.pkl").write_bytes(pickle.dumps(rng))
         (self._checkpoint_root() / "latest").write_text(tag)
+        prune_checkpoints(self._checkpoint_root(), tag, self.config.keep_checkpoints)
         return str(directory), tag
 
     def load(self, tag: str) -> tuple[str, int]:
@@ -334,6 +340,28 @@ class Peer:
             raise PeerError(grpc.StatusCode.FAILED_PRECONDITION,
                             "this peer has no checkpoint directory (start it with --checkpoint-dir)")
         return Path(self.config.checkpoint_dir)
+
+
+def prune_checkpoints(root: Path, latest: str, keep: int) -> None:
+    """After a save: only the two newest checkpoints keep their replay buffer (what --resume needs and
+    by far the largest file: a whole run's transitions), older ones keep weights and RNG states; with
+    keep > 0, only the newest max(keep, 2) checkpoints (by step id) are kept at all. Two, not one: a run
+    killed after its peers saved step N but before the orchestrator recorded step N resumes from the
+    checkpoint before, which must still be whole."""
+    import shutil
+
+    saved = []
+    for peer_json in root.glob("*/peer.json"):
+        try:
+            saved.append((int(json.loads(peer_json.read_text())["last_step_id"]), peer_json.parent.name))
+        except (OSError, ValueError, KeyError):
+            continue  # not one of ours, or half written: leave it alone
+    older = [tag for _, tag in sorted(saved, reverse=True) if tag != latest]
+    for tag in older[1:]:
+        (root / tag / SB3Learner.REPLAY_BUFFER).unlink(missing_ok=True)
+    if keep > 0:
+        for tag in older[max(keep, 2) - 1:]:
+            shutil.rmtree(root / tag, ignore_errors=True)
 
 
 def _room_size(env: Any) -> int | None:

@@ -1,20 +1,30 @@
-"""The paper's hyper-parameters (ALGORITHM.md section 6) as presets, keyed by task family."""
+"""Learner hyper-parameters: the paper's presets where it has one (docs/algorithm.md, "Reference
+hyper-parameters"); otherwise rl-zoo3's tuned values for the task and algorithm when rl-zoo3 is
+installed (`pip install "peerlearn[zoo]"`); otherwise stable-baselines3's own defaults. Any SB3
+constructor argument can be overridden; names that are neither a preset field nor an argument of the
+algorithm are refused with the valid ones."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import inspect
+import logging
+from dataclasses import dataclass, field, fields, replace
+from importlib import resources
 from typing import Any
 
+from peer_service.algorithms import algorithm
 from peer_service.envs import resolve_env_id
+
+log = logging.getLogger("peerlearn.presets")
 
 
 @dataclass(frozen=True)
 class LearnerPreset:
     """Settings of one SB3 learner. Field names follow stable-baselines3's constructor arguments."""
 
-    algo: str  # "DQN" or "SAC"
-    learning_rate: float
-    net_arch: tuple[int, ...]
+    algo: str  # DQN, QRDQN, SAC, TQC, CrossQ, TD3 or DDPG (peer_service/algorithms.py)
+    learning_rate: float | LinearSchedule
+    net_arch: tuple[int, ...] | None  # hidden layers of actor and critic; None = the SB3 policy's default
     buffer_size: int
     learning_starts: int
     batch_size: int = 256
@@ -30,22 +40,55 @@ class LearnerPreset:
     exploration_initial_eps: float = 1.0
     exploration_fraction: float = 0.1
     exploration_final_eps: float = 0.05
-    # SAC only
+    # SAC family only (SAC, TQC, CrossQ)
     use_sde: bool = True
-    log_std_init: float = -3.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    log_std_init: float | None = -3.0  # None = the SB3 policy's default
+    # Box actions: std of Gaussian exploration noise in the scaled [-1, 1] action space (SB3's
+    # NormalActionNoise; 0 = none, SB3's default). TD3 and DDPG explore only through it.
+    action_noise_std: float = 0.0
+    source: str = "paper"  # where the values come from: paper, rl-zoo3 or sb3-defaults
+    extra: dict[str, Any] = field(default_factory=dict)  # further SB3 constructor arguments, as given
 
     def with_overrides(self, **overrides: Any) -> LearnerPreset:
-        """This preset with some settings replaced; a name that is not a setting is refused (a misspelt
-        setting silently dropped would run a different experiment than the one asked for)."""
-        unknown = sorted(set(overrides) - set(self.__dataclass_fields__))
+        """This preset with some settings replaced. A preset field is replaced; any other argument of
+        the algorithm's SB3 constructor (policy_kwargs, target_policy_noise, ent_coef, ...) goes to
+        `extra`; anything else is refused with the valid names (a misspelt setting silently dropped
+        would run a different experiment than the one asked for)."""
+        own = {f.name for f in fields(self)} - {"extra", "source"}
+        algo = algorithm(str(overrides.get("algo", self.algo))).name
+        sb3 = sb3_arguments(algo)
+        unknown = sorted(set(overrides) - own - sb3 - {"extra"})
         if unknown:
-            raise ValueError(f"unknown learner setting(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(self.__dataclass_fields__))}")
-        known = {k: v for k, v in overrides.items() if v is not None}
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {algo}; known: "
+                             f"{', '.join(sorted(own | sb3))}")
+        known = {k: v for k, v in overrides.items() if v is not None and k in own}
         if "net_arch" in known:
             known["net_arch"] = tuple(int(x) for x in known["net_arch"])
-        return replace(self, **known)
+        known["algo"] = algo
+        extra = {**self.extra, **overrides.get("extra", {}),
+                 **{k: v for k, v in overrides.items() if k not in own and k != "extra"}}
+        return replace(self, **known, extra=extra)
+
+
+class LinearSchedule:
+    """rl-zoo3's `lin_<x>`: a learning rate falling linearly from x to 0 over the run. A class, not a
+    closure, so a model that holds it can be saved and loaded."""
+
+    def __init__(self, initial: float) -> None:
+        self.initial = float(initial)
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.initial
+
+    def __repr__(self) -> str:
+        return f"lin_{self.initial:g}"
+
+
+def sb3_arguments(algo: str) -> set[str]:
+    """The keyword arguments of the algorithm's constructor (those a user may set)."""
+    params = inspect.signature(algorithm(algo).load().__init__).parameters
+    return set(params) - {"self", "policy", "env", "_init_setup_model", "device", "verbose", "seed",
+                          "tensorboard_log"}
 
 
 ROOM_DQN = LearnerPreset(algo="DQN", learning_rate=5e-4, net_arch=(256, 256), buffer_size=300_000,
@@ -56,13 +99,88 @@ MUJOCO_SAC = LearnerPreset(algo="SAC", learning_rate=3e-4, net_arch=(150, 200), 
                            learning_starts=100)
 
 
-def preset_for(task: str) -> LearnerPreset:
-    env_id = resolve_env_id(task)
+def paper_preset(env_id: str) -> LearnerPreset | None:
     if "Room" in env_id:
         return ROOM_DQN
     if env_id.startswith("HalfCheetah"):
         return HALFCHEETAH_SAC
     if env_id.split("-")[0] in {"Hopper", "Walker2d", "Ant"}:
         return MUJOCO_SAC
-    raise ValueError(f"no preset for task {task!r}; known: Room-3/6/21/27/33, HalfCheetah, Hopper, Walker2d, Ant "
-                     "(or give every learner setting explicitly)")
+    return None
+
+
+def preset_for(task: str, algo: str | None = None, discrete: bool | None = None) -> LearnerPreset:
+    """The learner settings of a task: the paper's preset (for the paper's tasks, with `algo` swapped in
+    when it is of the same kind), else rl-zoo3's tuned values for (task, algo), else SB3's defaults for
+    algo. Without `algo`, DQN for a discrete action space and SAC otherwise (`discrete`; None: the
+    paper's tasks only)."""
+    env_id = resolve_env_id(task)
+    paper = paper_preset(env_id)
+    name = algorithm(algo).name if algo else (paper.algo if paper else None)
+    if paper is not None and name is not None and algorithm(name).discrete == algorithm(paper.algo).discrete:
+        # Another algorithm of the same kind on a paper task keeps the paper's settings, as the
+        # authors' --mix-agents runs SAC, TD3 and DQN peers with one set of hyper-parameters.
+        return replace(paper, algo=name)
+    if name is None:
+        if discrete is None:
+            raise ValueError(f"no preset for task {task!r} and no algorithm given: name one (learner setting "
+                             "algo = DQN, QRDQN, SAC, TQC, CrossQ, TD3 or DDPG)")
+        name = "DQN" if discrete else "SAC"
+    return zoo_preset(env_id, name) or sb3_default_preset(name)
+
+
+def sb3_default_preset(algo: str) -> LearnerPreset:
+    """Stable-baselines3's own defaults for `algo`, read from its constructor (nothing copied by hand)."""
+    defaults = {k: p.default for k, p in inspect.signature(algorithm(algo).load().__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    own = {f.name for f in fields(LearnerPreset)}
+    values = {k: v for k, v in defaults.items() if k in own and k not in ("algo", "net_arch", "log_std_init")}
+    train_freq = values.get("train_freq", 1)
+    values["train_freq"] = int(train_freq[0] if isinstance(train_freq, tuple) else train_freq)
+    return LearnerPreset(algo=algorithm(algo).name, net_arch=None, log_std_init=None, source="sb3-defaults",
+                         **{"use_sde": False, "tau": defaults.get("tau", 0.005), **values})
+
+
+# rl-zoo3 keys that are not constructor arguments: how it trains, not what it trains with.
+ZOO_RUN_KEYS = {"n_timesteps", "policy", "n_envs", "callback", "env_kwargs", "eval_env_kwargs"}
+ZOO_UNSUPPORTED = {"normalize", "env_wrapper", "frame_stack", "vec_env_wrapper", "noise_type", "noise_std"}
+
+
+def zoo_preset(env_id: str, algo: str) -> LearnerPreset | None:
+    """rl-zoo3's tuned hyper-parameters for (env_id, algo), if rl-zoo3 is installed and has them."""
+    try:
+        text = (resources.files("rl_zoo3") / "hyperparams" / f"{algorithm(algo).name.lower()}.yml").read_text()
+    except (ModuleNotFoundError, FileNotFoundError):
+        return None
+    import yaml  # a dependency of rl-zoo3
+
+    entry = (yaml.safe_load(text) or {}).get(env_id)
+    if not entry:
+        return None
+    entry = dict(entry)
+    if entry.get("noise_type") == "normal":
+        entry["action_noise_std"] = float(entry["noise_std"])
+    skipped = sorted(k for k in entry if k in ZOO_UNSUPPORTED and k not in ("noise_type", "noise_std"))
+    if skipped:
+        log.warning("rl-zoo3's settings for %s %s also use %s, which a peer does not apply; name the wrappers "
+                    "you need in the run's config", algo, env_id, ", ".join(skipped))
+    settings: dict[str, Any] = {k: v for k, v in entry.items() if k not in ZOO_RUN_KEYS | ZOO_UNSUPPORTED}
+    if isinstance(settings.get("learning_rate"), str) and settings["learning_rate"].startswith("lin_"):
+        settings["learning_rate"] = LinearSchedule(float(settings["learning_rate"][4:]))
+    if isinstance(settings.get("policy_kwargs"), str):
+        import torch.nn as nn
+
+        # rl-zoo3 writes policy_kwargs as Python ("dict(net_arch=[256, 256])") and evaluates it; so do
+        # we, with nothing but dict and torch.nn in reach (it is rl-zoo3's own package data).
+        settings["policy_kwargs"] = eval(settings["policy_kwargs"], {"__builtins__": {}, "dict": dict, "nn": nn})
+    policy_kwargs = dict(settings.pop("policy_kwargs", {}))
+    base = sb3_default_preset(algo)
+    if "net_arch" in policy_kwargs and isinstance(policy_kwargs["net_arch"], list):
+        settings["net_arch"] = policy_kwargs.pop("net_arch")
+    if "log_std_init" in policy_kwargs:
+        settings["log_std_init"] = policy_kwargs.pop("log_std_init")
+    if policy_kwargs:
+        settings["policy_kwargs"] = policy_kwargs
+    if isinstance(settings.get("train_freq"), list):
+        settings["train_freq"] = int(settings["train_freq"][0])
+    return replace(base.with_overrides(**settings), source="rl-zoo3")

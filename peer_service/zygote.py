@@ -1,12 +1,13 @@
 """A fork server for local peer processes: import torch and the learners once, then fork each peer.
 
 Every peer process spends most of its start importing torch, stable-baselines3, gymnasium and MuJoCo
-(about 1 s of CPU each on an idle core; docs/performance.md, "Start-up and memory"); `peerlearn run` starting 4-16 peers on 2 cores
-pays that 4-16 times. The launcher (orchestrator/launcher.py) starts this process once; it imports
-those modules and then forks one child per request. The children share the imported pages copy on
-write and only build their own learner and server. Python's multiprocessing has a forkserver too,
-but its children are not processes the launcher can treat as peers (their own session, log file,
-environment, exit codes reported by PID), so this is the small part of it that is needed.
+(about 1 s of CPU each on an idle core; docs/performance.md, "Start-up and memory"); `peerlearn run`
+starting 4-16 peers on 2 cores pays that 4-16 times. The launcher (orchestrator/launcher.py) starts
+this process once; it imports those modules and then forks one child per request. The children share
+the imported pages copy on write and only build their own learner and server. Python's
+multiprocessing has a forkserver too, but its children are not processes the launcher can treat as
+peers (their own session, log file, environment, exit codes reported by PID), so this is the small
+part of it that is needed.
 
 Protocol on stdin/stdout, one JSON object per line:
 - request  `{"argv": [...peer flags...], "log": PATH, "env": {...}}`  ->  reply `{"pid": PID}`;

@@ -69,6 +69,62 @@ def test_driver_matches_learn_bit_for_bit(case: str, seed: int, defer_training: 
     assert weights_hash(driven.model) == weights_hash(reference.model)
 
 
+# Every further algorithm a peer can run, once each (seed 0, training in the step): the same
+# private-member contract, so each gets its bit-identity check against learn().
+MORE = {
+    "qrdqn-cartpole": ("CartPole-v1", LearnerPreset(algo="QRDQN", learning_rate=5e-4, net_arch=(32, 32),
+                                                   buffer_size=5_000, learning_starts=200, batch_size=64), 1200),
+    "td3-noise-pendulum": ("Pendulum-v1", LearnerPreset(algo="TD3", learning_rate=1e-3, net_arch=(32, 32),
+                                                        buffer_size=5_000, learning_starts=100, batch_size=64,
+                                                        action_noise_std=0.1), 304),
+    "ddpg-pendulum": ("Pendulum-v1", LearnerPreset(algo="DDPG", learning_rate=1e-3, net_arch=(32, 32),
+                                                   buffer_size=5_000, learning_starts=100, batch_size=64), 304),
+    "tqc-pendulum": ("Pendulum-v1", LearnerPreset(algo="TQC", learning_rate=3e-4, net_arch=(32, 32), use_sde=False,
+                                                  buffer_size=5_000, learning_starts=100, batch_size=64), 304),
+    "crossq-pendulum": ("Pendulum-v1", LearnerPreset(algo="CrossQ", learning_rate=1e-3, net_arch=(32, 32),
+                                                     use_sde=False, buffer_size=5_000, learning_starts=100,
+                                                     batch_size=64), 304),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE))
+def test_every_algorithm_driver_matches_learn_bit_for_bit(case: str) -> None:
+    th.set_num_threads(1)
+    env_id, preset, total = MORE[case]
+    reference = SB3Learner(gym.make(env_id), preset, total, 0)
+    reference.model.learn(total)
+    driven = SB3Learner(gym.make(env_id), preset, total, 0)
+    drive(driven, total)
+    assert driven.model._n_updates == reference.model._n_updates > 0
+    assert weights_hash(driven.model) == weights_hash(reference.model)
+
+
+@pytest.mark.parametrize("case", sorted(MORE))
+def test_every_algorithm_answers_q_v_and_suggestions(case: str) -> None:
+    """Q of given actions and V of states have one finite value per row; V is Q of the learner's own
+    action (DQN family: the best action; TD3/DDPG: the actor's deterministic action)."""
+    env_id, preset, _ = MORE[case]
+    env = gym.make(env_id)
+    learner = SB3Learner(env, preset, 1000, 0)
+    states = np.stack([env.observation_space.sample() for _ in range(5)]).astype(np.float32)
+    actions = learner.suggest(states, deterministic=False)
+    assert actions.shape[0] == 5 and env.action_space.contains(actions[0].astype(env.action_space.dtype))
+    q, v = learner.q_values(states, actions), learner.v_values(states)
+    assert q.shape == v.shape == (5,) and np.isfinite(q).all() and np.isfinite(v).all()
+    if learner.is_discrete:
+        q_all = np.stack([learner.q_values(states, np.full(5, a)) for a in range(env.action_space.n)], axis=1)
+        np.testing.assert_allclose(v, q_all.max(axis=1), rtol=1e-5)
+    elif preset.algo in ("TD3", "DDPG"):
+        np.testing.assert_allclose(v, learner.q_values(states, learner.suggest(states, deterministic=True)),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_algorithm_is_refused_with_the_known_ones() -> None:
+    preset = LearnerPreset(algo="PPO", learning_rate=1e-3, net_arch=(8,), buffer_size=100, learning_starts=10)
+    with pytest.raises(ValueError, match="unknown algorithm 'PPO'; known: DQN, QRDQN, SAC, TQC, CrossQ, TD3, DDPG"):
+        SB3Learner(gym.make("CartPole-v1"), preset, 100, 0)
+
+
 def test_critic_values_shapes_and_v_is_max_q_for_dqn() -> None:
     learner = SB3Learner(gym.make("CartPole-v1"), CASES["dqn-cartpole"][1], 1000, 0)
     states = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
@@ -109,3 +165,58 @@ def test_stagger_phases_put_at_most_cores_peers_in_one_burst() -> None:
         per_step = [sum((t + p) % freq == 0 for p in phases) for t in range(freq)]
         assert sum(per_step) == peers
         assert max(per_step) <= max(cores, -(-peers // freq))
+
+
+def test_hyper_parameters_resolve_paper_then_zoo_then_sb3_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paper's preset where it has one (another algorithm of the same kind keeps its settings, as
+    the authors' --mix-agents); otherwise rl-zoo3's tuned values if installed; otherwise SB3's defaults,
+    read from the algorithm's constructor. Unknown names are refused with the valid ones."""
+    import inspect
+
+    from stable_baselines3 import DQN
+
+    from peer_service import presets
+
+    room = presets.preset_for("room-21")
+    assert (room.algo, room.learning_rate, room.net_arch, room.source) == ("DQN", 5e-4, (256, 256), "paper")
+    assert presets.preset_for("room-21", "qr-dqn").algo == "QRDQN"
+    assert presets.preset_for("hopper", "td3").learning_rate == 3e-4  # the paper's MuJoCo setting
+
+    monkeypatch.setattr(presets, "zoo_preset", lambda env_id, algo: None)  # as without rl-zoo3
+    cartpole = presets.preset_for("CartPole-v1", discrete=True)
+    dqn_defaults = {k: p.default for k, p in inspect.signature(DQN.__init__).parameters.items()}
+    assert (cartpole.algo, cartpole.source, cartpole.net_arch) == ("DQN", "sb3-defaults", None)
+    assert cartpole.learning_rate == dqn_defaults["learning_rate"]
+    assert cartpole.target_update_interval == dqn_defaults["target_update_interval"]
+    assert presets.preset_for("Pendulum-v1", discrete=False).algo == "SAC"
+    with pytest.raises(ValueError, match="no preset for task 'Pendulum-v1' and no algorithm given"):
+        presets.preset_for("Pendulum-v1")
+
+    tuned = room.with_overrides(algo="QRDQN", policy_kwargs={"n_quantiles": 10}, max_grad_norm=5)
+    assert tuned.extra == {"policy_kwargs": {"n_quantiles": 10}, "max_grad_norm": 5}
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) learnin_rate for DQN; known: .*learning_rate"):
+        room.with_overrides(learnin_rate=1e-3)
+    with pytest.raises(ValueError, match="unknown setting"):
+        room.with_overrides(ent_coef=0.1)  # a SAC argument, not DQN's
+
+
+def test_zoo_hyper_parameters_are_read_from_rl_zoo3_files(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    """rl-zoo3's YAML entry for (env, algo): its constructor arguments, lin_ schedules, policy_kwargs
+    written as Python, normal action noise; run settings (n_timesteps, policy) left out."""
+    from peer_service import presets
+
+    package = tmp_path / "rl_zoo3"
+    (package / "hyperparams").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "hyperparams" / "td3.yml").write_text(
+        "Pendulum-v1:\n  n_timesteps: 20000\n  policy: 'MlpPolicy'\n  gamma: 0.98\n  buffer_size: 200000\n"
+        "  noise_type: 'normal'\n  noise_std: 0.1\n  learning_rate: lin_1e-3\n"
+        "  policy_kwargs: \"dict(net_arch=[400, 300])\"\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "rl_zoo3", raising=False)
+    preset = presets.preset_for("Pendulum-v1", "TD3")
+    assert isinstance(preset, presets.LearnerPreset) and preset.source == "rl-zoo3"
+    assert (preset.gamma, preset.buffer_size, preset.net_arch, preset.action_noise_std) == (
+        0.98, 200000, (400, 300), 0.1)
+    assert preset.learning_rate(1.0) == 1e-3 and preset.learning_rate(0.5) == 5e-4
+    assert presets.zoo_preset("CartPole-v1", "TD3") is None

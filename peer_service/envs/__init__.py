@@ -1,4 +1,5 @@
-"""Environments a peer can own: the Room grid world and Gymnasium v5 MuJoCo tasks."""
+"""Environments a peer can own: the Room grid world, the paper's MuJoCo tasks (Gymnasium v5) and any
+other Gymnasium environment, a user's own included."""
 
 from __future__ import annotations
 
@@ -26,9 +27,18 @@ def resolve_env_id(task: str) -> str:
     return ALIASES.get(task.lower(), task)
 
 
-def make_env(task: str) -> gym.Env:
+def make_env(task: str, render_mode: str | None = None) -> gym.Env:
+    """The task's env: a short name above, any registered Gymnasium id, or gymnasium's `module:EnvId`
+    (the module is imported first, so a user's own env registers itself)."""
     env_id = resolve_env_id(task)
-    return gym.make(env_id, **MUJOCO_KWARGS.get(env_id, {}))
+    kwargs: dict[str, object] = dict(MUJOCO_KWARGS.get(env_id, {}))
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        return gym.make(env_id, **kwargs)
+    except (gym.error.Error, ModuleNotFoundError) as err:
+        raise ValueError(f"unknown task {task!r}: {err} (a Gymnasium id such as CartPole-v1, module:EnvId for "
+                         f"your own env, or one of {', '.join(ALIASES)})") from err
 
 
 def unwrap_room(env: gym.Env) -> RoomEnv | None:

@@ -20,7 +20,7 @@ GOAL_REWARD = 1.0
 
 
 class RoomEnv(gym.Env[np.ndarray, np.int64]):
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 10}
 
     def __init__(self, size: int = 21, render_mode: str | None = None) -> None:
         if size < 2:
@@ -76,7 +76,15 @@ class RoomEnv(gym.Env[np.ndarray, np.int64]):
     def _observation(self) -> np.ndarray:
         return (np.concatenate([self.agent, self.goal]) / (self.size - 1)).astype(np.float32)
 
-    def render(self) -> str:
+    def render(self) -> Any:
+        """ansi: the grid as text (A agent, G goal); rgb_array: an image, 8 pixels a cell (for videos)."""
+        if self.render_mode == "rgb_array":
+            cell = 8
+            image = np.full((self.size * cell, self.size * cell, 3), 235, dtype=np.uint8)
+            image[::cell, :], image[:, ::cell] = 200, 200  # grid lines
+            for (x, y), colour in ((self.goal, (40, 160, 60)), (self.agent, (200, 60, 40))):
+                image[y * cell + 1:(y + 1) * cell, x * cell + 1:(x + 1) * cell] = colour
+            return image
         rows = [["." for _ in range(self.size)] for _ in range(self.size)]
         rows[self.goal[1]][self.goal[0]] = "G"
         rows[self.agent[1]][self.agent[0]] = "A"

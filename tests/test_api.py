@@ -1,0 +1,56 @@
+"""The Python API (peerlearn/api.py): run a group and get its results back, sync and asyncio; serve
+your own SB3 models as peers and drive them as a group; the README's example runs as written."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch as th
+from stable_baselines3 import DQN, PPO
+
+from peerlearn.api import RunConfig, arun, run, serve
+
+pytestmark = pytest.mark.timeout(300)
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_run_and_arun_return_the_groups_results(tmp_path: Path) -> None:
+    config = RunConfig(task="room-6", peers=2, steps=300, eval_every=300, transport="inproc", progress=False,
+                       status_port=-1, out=str(tmp_path))
+    summary = run(config, name="sync", learner={"learning_starts": 50})
+    assert summary.group_steps == 300 and set(summary.final_eval) == {"peer-0", "peer-1"}
+    assert (summary.run_dir / "group.csv").exists() and summary.run_dir.name == "sync"
+
+    async def inside_a_running_loop() -> float:
+        result = await arun(config, name="async", learner={"learning_starts": 50})
+        return result.final_eval["peer-0"]
+
+    assert asyncio.run(inside_a_running_loop()) == summary.final_eval["peer-0"]  # same seed, same run
+
+
+def test_served_models_join_a_group_as_learner_and_adviser(tmp_path: Path) -> None:
+    """A user's DQN learns on as a group member; a PPO model (on-policy) only advises, and its
+    suggestions are its own policy's actions."""
+    th.set_num_threads(1)
+    learner_model = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=50, policy_kwargs={"net_arch": [16]})
+    adviser_model = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, policy_kwargs={"net_arch": [16]})
+    with serve(learner_model, gym.make("CartPole-v1"), peer_id="mine", total_steps=200) as a, \
+            serve(adviser_model, gym.make("CartPole-v1"), peer_id="ppo", role="adviser") as b:
+        summary = run(addresses=[a.address, b.address], steps=200, eval_every=200, eval_episodes=1,
+                      progress=False, status_port=-1, out=str(tmp_path), name="served")
+    assert summary.group_steps == 200 and list(summary.final_eval) == ["mine"]  # the adviser is not evaluated
+    assert learner_model.num_timesteps == 200 and learner_model._n_updates > 0
+    follows = (summary.run_dir / "group.csv").read_text().splitlines()[-1]
+    assert follows  # the group ran; who followed whom is in group.csv
+
+
+def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = README.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    example = next(b for b in blocks if "peerlearn.api" in b)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, str(README), "exec"), {"__name__": "readme_example"})

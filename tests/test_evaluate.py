@@ -1,0 +1,37 @@
+"""`peerlearn evaluate`: a run's checkpoints evaluated again (exactly for Room) and recorded as GIFs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orchestrator.config import RunConfig
+from orchestrator.evaluate import evaluate_run, format_table
+from orchestrator.run import run_group
+from peerlearn.settings import UserError
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_evaluate_reproduces_the_runs_final_evaluation_and_records_a_video(tmp_path: Path) -> None:
+    config = RunConfig(task="room-6", peers=2, steps=600, eval_every=600, transport="inproc", progress=False,
+                       status_port=-1, out=str(tmp_path), name="run", learner={"learning_starts": 50})
+    summary = asyncio.run(run_group(config))
+    results = evaluate_run(summary.run_dir, video_dir=tmp_path / "videos")
+    final = json.loads((summary.run_dir / "summary.json").read_text())["final_eval"]
+    # the exact Room evaluation of the last checkpoint is the run's last evaluation, to the float
+    assert {r.peer: round(r.mean_return, 4) for r in results} == {k: round(v, 4) for k, v in final.items()}
+    assert all(r.exact and r.episodes == 20 for r in results)  # Room-6: 4 (L-1) goals
+    gif = Image.open(tmp_path / "videos" / "peer-1.gif")
+    assert gif.n_frames > 1 and gif.size == (48, 48)
+    assert "| peer-0 |" in format_table(results)
+    only = evaluate_run(summary.run_dir, peer="peer-1", episodes=3)
+    assert [r.peer for r in only] == ["peer-1"] and not only[0].exact and only[0].episodes == 3
+    with pytest.raises(UserError, match="expected one of the checkpointed peers peer-0, peer-1, got 'peer-9'"):
+        evaluate_run(summary.run_dir, peer="peer-9")
+    with pytest.raises(UserError, match="expected a run folder"):
+        evaluate_run(tmp_path / "nothing")

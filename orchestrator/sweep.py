@@ -116,6 +116,18 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "summary.json").exists()
 
 
+def nice_session(nice: int) -> None:
+    """Make `nice` count against the rest of the machine. With the kernel's autogroup scheduling (the
+    default on desktop and many server kernels) CPU time is shared between sessions first and niceness
+    only orders processes inside a session; a worker in its own session (start_new_session) would get a
+    full session's share whatever its niceness. Setting its session's autogroup niceness restores the
+    intended priority; without autogroup the file is absent and plain niceness already works."""
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError:
+        pass
+
+
 def checkpointed_step(run_dir: Path) -> int | None:
     """Group step of the run's last orchestrator checkpoint (what a resume continues from), or None."""
     import pickle
@@ -215,7 +227,8 @@ def run_grid(
                     if nice:
                         cmd = ["nice", "-n", str(nice), *cmd]
                     proc = subprocess.Popen(
-                        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True
+                        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True,
+                        preexec_fn=(lambda: nice_session(nice)) if nice else None,
                     )
                     log.close()
                     running[c.name] = (proc, c, spec)

@@ -8,6 +8,9 @@
 #   the checkout may be laid anew between sessions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Low priority against interactive work on the machine: with autogroup scheduling niceness counts only
+# inside a session, so this session's autogroup gets it too (a no-op where the kernel has none).
+echo 10 > /proc/self/autogroup 2>/dev/null || true
 runs=${1:-runs}
 peerlearn=${PEERLEARN:-.venv/bin/peerlearn}
 if [ $# -ge 3 ]; then

@@ -146,3 +146,14 @@ def test_a_cut_off_run_continues_from_its_checkpoint_and_results_are_collected(t
         "config.toml", "group.csv", "peers/peer-0/evaluations.csv", "peers/peer-1/evaluations.csv", "summary.json"]
     loaded = load_run(kept)
     assert loaded is not None and loaded.avg_return() == load_run(run_dir).avg_return()
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="kernel without autogroup scheduling")
+def test_nice_workers_are_nice_against_other_sessions() -> None:
+    """Under autogroup scheduling niceness counts only inside a session: a --nice worker (its own
+    session) gets its session's autogroup niceness too, or it would take a full share of the CPU."""
+    from orchestrator.sweep import nice_session
+
+    proc = subprocess.run(["cat", "/proc/self/autogroup"], start_new_session=True, capture_output=True, text=True,
+                          preexec_fn=lambda: nice_session(7), timeout=10)
+    assert proc.stdout.strip().endswith("nice 7"), proc.stdout

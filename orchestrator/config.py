@@ -34,6 +34,9 @@ class RunConfig:
     """Per started peer, its learner's algorithm ("" = learner.algo or the task's preset): DQN, QRDQN, SAC,
     TQC, CrossQ, TD3 or DDPG; e.g. ["SAC", "TD3"] mixes algorithms as the authors' --mix-agents does. For a
     pretrained peer, its model's algorithm where the zip does not say (PPO, A2C)."""
+    wrappers: list[str] = field(default_factory=list)
+    """Gymnasium wrappers around every Python peer's env, in order: a class of gymnasium.wrappers or
+    module.Class with key=value arguments, e.g. ["FrameStackObservation:stack_size=4"] (docs/your-own-task.md)."""
     pretrained: list[str] = field(default_factory=list)
     """Per started peer, an SB3 model zip it starts from ("" = from scratch): a learner continues it, an
     adviser keeps it frozen (docs/your-own-task.md)."""
@@ -210,6 +213,10 @@ class RunConfig:
             env = make_env(self.task)
         except ValueError as err:
             raise UserError(f"task: {err}") from None
+        try:
+            env = make_env(self.task, wrappers=self.wrappers)
+        except ValueError as err:
+            raise UserError(f"wrappers: {err}") from None
         env.close()
         for i in range(self.peers):
             if self.command(i):
@@ -250,7 +257,7 @@ class RunConfig:
         from peer_service.presets import preset_for
 
         overrides = self.learner_of(index)
-        env = make_env(self.task)
+        env = make_env(self.task, wrappers=self.wrappers)
         discrete = isinstance(env.action_space, gym.spaces.Discrete)
         env.close()
         return preset_for(self.task, overrides.get("algo"), discrete=discrete).with_overrides(**overrides)

@@ -57,7 +57,8 @@ def evaluate_run(run_dir: Path, peer: str | None = None, episodes: int | None = 
         if algo:
             overrides["algo"] = algo
         p = Peer(PeerConfig(peer_id=name, task=str(config["task"]), seed=seed, checkpoint_dir=str(root),
-                            total_steps=int(config.get("steps", 10_000)), learner_overrides=overrides))
+                            total_steps=int(config.get("steps", 10_000)), learner_overrides=overrides,
+                            wrappers=list(config.get("wrappers", []))))
         p.load(tag)
         result = p.run_evaluation(episodes if episodes is not None else int(config.get("eval_episodes", 0)),
                                   seed)
@@ -73,7 +74,7 @@ def record_gif(peer: object, path: Path, seed: int, max_frames: int = 1000) -> P
 
     from peer_service.envs import make_env
 
-    env = make_env(peer.env_id, render_mode="rgb_array")  # type: ignore[attr-defined]
+    env = make_env(peer.env_id, render_mode="rgb_array", wrappers=peer.config.wrappers)  # type: ignore[attr-defined]
     if "rgb_array" not in env.metadata.get("render_modes", []):
         raise UserError(f"video: task {peer.env_id} does not render images "  # type: ignore[attr-defined]
                         f"(render modes: {', '.join(env.metadata.get('render_modes', [])) or 'none'})")

@@ -52,6 +52,8 @@ class PeerSpec:
     keep_checkpoints: int = 0
     # An SB3 model zip the peer starts from ("" = from scratch).
     pretrained: str = ""
+    # Gymnasium wrappers around the env (PeerConfig.wrappers).
+    wrappers: tuple[str, ...] = ()
 
     def peer_config(self) -> PeerConfig:
         """The settings of this peer (its process gets them as flags, an in-process peer as they are)."""
@@ -61,7 +63,7 @@ class PeerSpec:
                           role=self.role, checkpoint_dir=self.checkpoint_dir,
                           learner_overrides=json.loads(self.learner_overrides), attack=self.attack,
                           collude_board=self.collude_board, keep_checkpoints=self.keep_checkpoints,
-                          pretrained=self.pretrained)
+                          pretrained=self.pretrained, wrappers=list(self.wrappers))
 
 
 # PEERLEARN_* variables of `peerlearn peer` that a started peer may inherit from this process: they

@@ -51,7 +51,8 @@ def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
                      checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
                      learner_overrides=json.dumps(learner[i]), command=config.command(i),
                      attack=attack(i), collude_board=board if attack(i).startswith("collude") else "",
-                     keep_checkpoints=config.keep_checkpoints, pretrained=config.pretrained_of(i))
+                     keep_checkpoints=config.keep_checkpoints, pretrained=config.pretrained_of(i),
+                     wrappers=tuple(config.wrappers))
             for i in range(config.peers)]
 
 
@@ -83,6 +84,38 @@ def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) ->
     (run_dir / "peers.json").write_text(json.dumps(table, indent=2))
 
 
+def learner_settings(config: RunConfig) -> dict[str, dict]:
+    """Every value each Python learner started here runs with (paper preset, rl-zoo3 or SB3 defaults,
+    with the run's overrides), by peer id; a pretrained peer names its zip (its settings are in it)."""
+    import dataclasses
+
+    out: dict[str, dict] = {}
+    for i in range(config.peers):
+        if config.command(i) or config.role(i) not in ("learner", "adviser"):
+            continue
+        if config.pretrained_of(i):
+            out[f"peer-{i}"] = {"pretrained": config.pretrained_of(i), "role": config.role(i)}
+            continue
+        values = dataclasses.asdict(config.learner_preset(i))
+        values["learning_rate"] = values["learning_rate"] if isinstance(values["learning_rate"], float) \
+            else repr(values["learning_rate"])  # a schedule: its rl-zoo3 spelling (lin_0.001)
+        out[f"peer-{i}"] = {k: v for k, v in values.items() if v is not None and v != {}}
+    return out
+
+
+def write_learner_settings(run_dir: Path, config: RunConfig) -> None:
+    """learners.toml: the resolved learner settings (config.toml keeps what the user set, so that a
+    resumed run resolves them again the same way)."""
+    from orchestrator.config import to_toml
+
+    settings = learner_settings(config)
+    if settings:
+        (run_dir / "learners.toml").write_text(
+            "# Every learner setting each peer runs with (peer_service/presets.py resolved them: paper preset,\n"
+            "# rl-zoo3 or SB3 defaults, then the run's overrides). Not read back: config.toml is the input.\n"
+            + to_toml(settings))
+
+
 def load_resume_state(run_dir: Path) -> dict:
     path = run_dir / "checkpoints" / "orchestrator.pkl"
     if not path.exists():
@@ -98,6 +131,8 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
     resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)
+    if addresses is None:
+        write_learner_settings(run_dir, config)
     deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s, hedge_s=config.hedge_after_s)
     loop = asyncio.get_running_loop()
     started = loop.time()

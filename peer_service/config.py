@@ -37,6 +37,9 @@ class PeerConfig:
     """Reply to Step before its gradient steps and run them while the group prepares the next round;
     same update order (every other call runs pending training first). Helps when peers have spare
     cores or sit across a network, not on a saturated machine (docs/performance.md)."""
+    wrappers: list[str] = field(default_factory=list)
+    """Gymnasium wrappers around the task's env, in order: a class of gymnasium.wrappers or module.Class,
+    with key=value arguments, e.g. ["FrameStackObservation:stack_size=4", "NormalizeObservation"]."""
     pretrained: str = ""
     """An SB3 / sb3-contrib model zip to start from: a learner continues training it (off-policy
     algorithms; empty replay buffer, its own warm-up); role adviser keeps it frozen and only suggests

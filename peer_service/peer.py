@@ -58,8 +58,8 @@ class Peer:
             self.eval_env = make_env(env.spec.id) if env.spec is not None else copy.deepcopy(env)
         else:
             self.env_id = resolve_env_id(config.task)
-            self.env = make_env(self.env_id)
-            self.eval_env = make_env(self.env_id)
+            self.env = make_env(self.env_id, wrappers=config.wrappers)
+            self.eval_env = make_env(self.env_id, wrappers=config.wrappers)
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.learner: SB3Learner | None = None

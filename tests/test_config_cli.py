@@ -49,6 +49,7 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     (["run", "--algos", "PPO,DQN", "--peers", "2"], "learner: unknown algorithm 'PPO'; known: DQN, QRDQN, SAC"),
     (["run", "--roles", "learner,adviser", "--peers", "2"], "roles: peer-1 is an adviser, which needs a pretrained"),
     (["run", "--pretrained", "nope.zip", "--peers", "1"], "pretrained: expected an SB3 model zip for peer-0, got"),
+    (["run", "--wrappers", "Nope"], "wrappers: wrapper 'Nope': no wrapper 'Nope' (a class of gymnasium.wrappers"),
     (["run", "--learner", "{oops"], "--learner: expected a table"),
     (["run", "--mode", "sleepy"], "mode must be one of"),
     (["run", "--roles", "learner,boss,learner"], "roles: expected each of learner, "),
@@ -229,7 +230,9 @@ def test_a_peer_config_travels_as_flags_unchanged() -> None:
 
     config = PeerConfig(peer_id="p-1", task="room-21", seed=1003, total_steps=77, role="learner",
                         checkpoint_dir="ck", learner_overrides={"net_arch": [16], "learning_starts": 5},
-                        attack="", collude_board="", overlap_training=True, keep_checkpoints=3)
+                        attack="", collude_board="", overlap_training=True, keep_checkpoints=3,
+                        wrappers=["FrameStackObservation:stack_size=4,padding_type=\"zero\"", "NormalizeObservation"],
+                        pretrained="models/dqn.zip")
     hostile = {"PEERLEARN_ATTACK": "mirror", "PEERLEARN_ROLE": "adversary", "PEERLEARN_LEARNER": '{"gamma": 0.5}',
                "PEERLEARN_SEED": "9", "PEERLEARN_OVERLAP_TRAINING": "0"}
     got, _, used = resolve(peer_parser().parse_args(peer_argv(config)), hostile)

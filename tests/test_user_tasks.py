@@ -34,12 +34,31 @@ def test_a_users_own_env_trains_as_a_group(tmp_path: Path) -> None:
     assert len(finals) == 2 and min(finals.values()) > 0.9, finals
 
 
-def test_cartpole_group_over_grpc(tmp_path: Path) -> None:
-    """A discrete Gymnasium task the paper did not use, every peer its own gRPC server process."""
+def test_cartpole_group_over_grpc_with_a_wrapper_and_its_resolved_settings(tmp_path: Path) -> None:
+    """A discrete Gymnasium task the paper did not use, every peer its own gRPC server process; a wrapper
+    named in config reaches the forked peers (TimeLimit: no episode longer than 30 steps), and every
+    learner setting that was used is written to learners.toml."""
+    import tomllib
+
     summary = _run(tmp_path, "cartpole", task="CartPole-v1", peers=2, steps=300, eval_every=300, eval_episodes=2,
-                   learner={"learning_starts": 100})
+                   learner={"learning_starts": 100}, wrappers=["TimeLimit:max_episode_steps=30"])
     assert summary["group_steps"] == 300 and len(summary["final_eval"]) == 2
     assert not summary["errors"], summary["errors"]
+    lengths = [int(line.split(",")[1]) for line in
+               (tmp_path / "cartpole" / "peers" / "peer-0" / "monitor.csv").read_text().splitlines()[2:]]
+    assert lengths and max(lengths) <= 30
+    learners = tomllib.loads((tmp_path / "cartpole" / "learners.toml").read_text())
+    assert set(learners) == {"peer-0", "peer-1"}
+    peer0 = learners["peer-0"]
+    assert peer0["algo"] == "DQN" and peer0["learning_starts"] == 100  # the run's override
+    assert peer0["source"] in ("rl-zoo3", "sb3-defaults") and "buffer_size" in peer0 and "gamma" in peer0
+
+
+def test_pendulum_sac_group_over_grpc(tmp_path: Path) -> None:
+    """A continuous Gymnasium task the paper did not use, over gRPC (SAC chosen for the Box actions)."""
+    summary = _run(tmp_path, "pendulum", task="Pendulum-v1", peers=2, steps=200, eval_every=200, eval_episodes=1,
+                   learner={"learning_starts": 100, "batch_size": 32, "net_arch": [32, 32]})
+    assert summary["group_steps"] == 200 and len(summary["final_eval"]) == 2 and not summary["errors"]
 
 
 def test_mixed_sac_td3_group_on_pendulum(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@ other Gymnasium environment, a user's own included."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium as gym
 
 from peer_service.envs.room import EPISODE_STEPS, RoomEnv, register_rooms, room_id
@@ -27,18 +29,52 @@ def resolve_env_id(task: str) -> str:
     return ALIASES.get(task.lower(), task)
 
 
-def make_env(task: str, render_mode: str | None = None) -> gym.Env:
+def make_env(task: str, render_mode: str | None = None, wrappers: Sequence[str] = ()) -> gym.Env:
     """The task's env: a short name above, any registered Gymnasium id, or gymnasium's `module:EnvId`
-    (the module is imported first, so a user's own env registers itself)."""
+    (the module is imported first, so a user's own env registers itself), wrapped by `wrappers` in order
+    (wrap_env)."""
     env_id = resolve_env_id(task)
     kwargs: dict[str, object] = dict(MUJOCO_KWARGS.get(env_id, {}))
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     try:
-        return gym.make(env_id, **kwargs)
+        env = gym.make(env_id, **kwargs)
     except (gym.error.Error, ModuleNotFoundError) as err:
         raise ValueError(f"unknown task {task!r}: {err} (a Gymnasium id such as CartPole-v1, module:EnvId for "
                          f"your own env, or one of {', '.join(ALIASES)})") from err
+    for spec in wrappers:
+        env = wrap_env(env, spec)
+    return env
+
+
+def wrap_env(env: gym.Env, spec: str) -> gym.Env:
+    """Wrap `env` as a config names it: `Name` or `Name:key=value,key=value`, where Name is a class of
+    gymnasium.wrappers (`FrameStackObservation:stack_size=4`, `NormalizeObservation`, `TimeLimit:
+    max_episode_steps=200`) or a dotted path to a user's own wrapper (`my_pkg.wrappers.Clip:low=-1`).
+    Values are Python literals (numbers, strings in quotes, lists, True/False)."""
+    import ast
+    import importlib
+
+    name, _, arguments = spec.partition(":")
+    kwargs: dict[str, object] = {}
+    for item in filter(None, (a.strip() for a in arguments.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"wrapper {spec!r}: expected key=value after the name, got {item!r}")
+        try:
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            kwargs[key.strip()] = value.strip()  # a bare word: a string
+    module_name, _, cls_name = name.strip().rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name or "gymnasium.wrappers"), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"wrapper {spec!r}: no wrapper {name!r} (a class of gymnasium.wrappers, or "
+                         f"module.Class): {err}") from err
+    try:
+        return cls(env, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"wrapper {spec!r}: {err}") from err
 
 
 def unwrap_room(env: gym.Env) -> RoomEnv | None:

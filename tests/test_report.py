@@ -167,3 +167,9 @@ def test_probability_of_improvement_and_verdict() -> None:
     assert verdict(*mixed, reps=500) == "undecided"
     lo, hi = improvement_ci(*mixed, reps=500)
     assert lo <= probability_of_improvement(*mixed) <= hi
+    # few runs decide nothing, however clear they look: 3 vs 3 all wins has p = 1/20
+    from orchestrator.stats import rank_sum_p
+
+    assert rank_sum_p(np.array([4.0, 5, 6]), np.array([1.0, 2, 3])) == 1 / 20
+    assert verdict(np.array([4.0, 5, 6]), np.array([1.0, 2, 3]), reps=500) == "undecided"
+    assert verdict(np.array([5.0, 6, 7, 8]), np.array([1.0, 2, 3, 4]), reps=500) == "holds"  # p = 1/70

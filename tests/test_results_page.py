@@ -27,20 +27,20 @@ def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
 
 def test_section_reports_claims_verdicts_adversary_share_and_missing_runs(page, tmp_path: Path) -> None:  # noqa: ANN001
     runs = tmp_path / "results" / "adv" / "runs"
-    for seed, (good, bad) in enumerate([(10, 0), (20, 0), (30, 5)]):
+    for seed, (good, bad) in enumerate([(10, 0), (20, 0), (30, 5), (40, 5)]):
         _fake_run(runs, f"room-21-adversarial-s{seed}", seed, {"peer-0": [0, good, good], "peer-1": [0, good, good]})
         _fake_run(runs, f"room-21-weak-s{seed}", seed, {"peer-0": [0, bad, bad], "peer-1": [0, bad, bad]})
     ex = page.Experiment(key="adv", title="Adversary", intro="intro", commands=["cmd"], folders=["results/adv/runs"],
-                         expected=[f"room-21-{c}-s{s}" for c in ("adversarial", "weak") for s in range(4)],
+                         expected=[f"room-21-{c}-s{s}" for c in ("adversarial", "weak") for s in range(5)],
                          order=["adversarial", "weak"], claims=[("adversarial", "weak", "beats weak")])
     ex = page.Experiment(**{**ex.__dict__, "key": "room21-adversary-60k"})
     (tmp_path / "results" / "room21-adversary-60k").mkdir(parents=True)
     text = page.section(1, ex)
-    assert "| beats weak | adversarial vs weak | 3 vs 3 | 1.00 [1.00, 1.00] | **holds** |" in text
+    assert "| beats weak | adversarial vs weak | 4 vs 4 | 1.00 [1.00, 1.00] | 0.014 | **holds** |" in text
     # the fake runs' adversary (peer-2) took 0.5 of the actions in the first window and 0 in the last
     assert "| room-21-adversarial-s0 | 0.500 | 0.000 | 200 |" in text
     assert (tmp_path / "results" / "room21-adversary-60k" / "adversary_share.png").exists()
-    assert "**Missing** (2 of 8 runs" in text and "room-21-weak-s3" in text
+    assert "**Missing** (2 of 10 runs" in text and "room-21-weak-s4" in text
 
 
 def test_a_section_without_runs_says_so(page) -> None:  # noqa: ANN001

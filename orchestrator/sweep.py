@@ -150,6 +150,13 @@ def collect_results(run_dir: Path, results: Path) -> Path:
             dst = target / src.relative_to(run_dir)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+    # The run folder's place on this machine is not part of the result (and may be a private path):
+    # the kept config names the sweep's folder as runs/<its name>, as the grid files do.
+    config = target / "config.toml"
+    if config.exists():
+        lines = [f'out = "runs/{run_dir.parent.name}"' if line.startswith("out = ") else line
+                 for line in config.read_text().splitlines()]
+        config.write_text("\n".join(lines) + "\n")
     return target
 
 

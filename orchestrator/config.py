@@ -48,7 +48,7 @@ class RunConfig:
     """Env steps per acting peer (the budget is per peer, as in the paper)."""
     seed: int = 0
     """Seed of the orchestrator; peer i is seeded with seed * 1000 + i."""
-    # --- the method (ALGORITHM.md)
+    # --- the method (docs/algorithm.md)
     mode: str = "peer"
     """peer (trust-based advice), single (no advice), random (follow a random peer), early (early advising)."""
     use_critic: bool = True
@@ -122,7 +122,7 @@ class RunConfig:
     keepalive_s: float = 10.0
     """HTTP/2 keepalive ping interval: notices a dead link without traffic (docs/robustness.md)."""
     keepalive_timeout_s: float = 8.0
-    """How long a ping may go unanswered; 1 s dropped healthy links under 30% loss (FACTS.md)."""
+    """How long a ping may go unanswered; 1 s dropped healthy links under 30% loss (docs/robustness.md)."""
     max_reconnect_backoff_s: float = 1.0
     """Cap of gRPC's reconnect backoff (default 120 s; 1 s notices a healed outage within ~1 s)."""
     progress: bool = True

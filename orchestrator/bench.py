@@ -25,10 +25,13 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
+from orchestrator.bench_authors import run_authors
+from orchestrator.client import PeerClient
 from orchestrator.config import RunConfig, stagger_phases, usable_cores
 from orchestrator.group import Group
+from orchestrator.inproc import InprocPeerClient
 from orchestrator.launcher import LocalPeers, PeerSpec
-from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
+from orchestrator.transport import Deadlines, GrpcPeerClient
 
 
 @dataclass
@@ -275,8 +278,6 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
         print_table(rows, f"throughput: {task}, N=4, one gradient step per env step")
         write_csv(rows, out / "throughput.csv")
     if "reference" in which and authors is not None:
-        from orchestrator.bench_authors import authors_table
-
         rows = await authors_table(task, steps, authors, authors_python or "python3")
         print_table(rows, f"the authors' code against ours: {task}, 4 SAC peers, the paper's schedule")
         write_csv(rows, out / "authors.csv")
@@ -295,6 +296,25 @@ async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int,
         write_csv(rows, out / "memory.csv")
     (out / "bench.json").write_text(json.dumps({"task": task, "ns": ns, "steps": steps, "cores": cores,
                                                 "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+
+
+async def authors_table(task: str, steps: int, authors: Path, python: str) -> list[dict[str, object]]:
+    """The authors' code (default torch threads, as it runs; and one thread) beside our gRPC group and
+    the in-repo stand-in, all on the paper's schedule (8 gradient steps every 8 env steps)."""
+    n = 4
+    ours = await measure("grpc", task, n, True, steps, every=8)
+    stand_in = await measure("inproc", task, n, True, steps, turns=max(steps // n, 1), every=8)
+    theirs = run_authors(authors, python, task, n)
+    theirs_one = run_authors(authors, python, task, n, threads=1)
+    named = [("lock-step gRPC group (ours)", ours.agent_steps_per_s),
+             ("in-repo stand-in (turns, one process)", stand_in.agent_steps_per_s),
+             ("authors' code, torch's default threads (as it runs)", theirs),
+             ("authors' code, one torch thread", theirs_one)]
+    per_step = compute_limit(task, max(steps, 200), every=8)
+    cores = usable_cores()
+    named.append((f"compute limit ({per_step * 1000:.2f} ms/agent-step x {cores} cores)", cores / per_step))
+    return [{"schedule": name, "agent_steps_per_s": rate, "ours_vs_this": ours.agent_steps_per_s / rate}
+            for name, rate in named]
 
 
 def main(which: list[str], task: str, ns: list[int], steps: int, out: str, authors: str | None = None,

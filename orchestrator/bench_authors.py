@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from orchestrator.config import usable_cores
-
 # Their env ids, env arguments and learning rates per task (Experiments.md, "Peer Learning" rows).
 AUTHORS_TASKS = {
     "hopper": ("Hopper-v4", ["terminate_when_unhealthy=False"], "3e-4"),
@@ -65,24 +63,3 @@ def run_authors(authors_dir: Path, python: str, task: str, peers: int = 4, threa
         raise RuntimeError(f"the authors' code failed (exit {proc.returncode}); its stderr is above")
     timing = json.loads(lines[-1])
     return float(timing["agent_steps"]) / float(timing["seconds"])
-
-
-async def authors_table(task: str, steps: int, authors: Path, python: str) -> list[dict[str, object]]:
-    """The authors' code (default torch threads, as it runs; and one thread) beside our gRPC group and
-    the in-repo stand-in, all on the paper's schedule (8 gradient steps every 8 env steps)."""
-    from orchestrator.bench import compute_limit, measure  # bench imports this module lazily: no cycle
-
-    n = 4
-    ours = await measure("grpc", task, n, True, steps, every=8)
-    stand_in = await measure("inproc", task, n, True, steps, turns=max(steps // n, 1), every=8)
-    theirs = run_authors(authors, python, task, n)
-    theirs_one = run_authors(authors, python, task, n, threads=1)
-    named = [("lock-step gRPC group (ours)", ours.agent_steps_per_s),
-             ("in-repo stand-in (turns, one process)", stand_in.agent_steps_per_s),
-             ("authors' code, torch's default threads (as it runs)", theirs),
-             ("authors' code, one torch thread", theirs_one)]
-    per_step = compute_limit(task, max(steps, 200), every=8)
-    cores = usable_cores()
-    named.append((f"compute limit ({per_step * 1000:.2f} ms/agent-step x {cores} cores)", cores / per_step))
-    return [{"schedule": name, "agent_steps_per_s": rate, "ours_vs_this": ours.agent_steps_per_s / rate}
-            for name, rate in named]

@@ -197,45 +197,7 @@ class RunConfig:
         bad_roles = [r for r in self.roles if r not in ROLES]
         if bad_roles:
             raise UserError(f"roles: expected each of {', '.join(ROLES)}, got {bad_roles[0]!r}")
-        self._validate_python_peers()
         return self
-
-    def _validate_python_peers(self) -> None:
-        """What the Python peers would refuse only after they started (in their logs, as tracebacks):
-        a task without a learner preset, an unknown learner setting, an unknown attack."""
-        if all(self.command(i) for i in range(self.peers)):
-            return  # foreign peers only: the task and settings are theirs to judge
-        from peer_service.attacks import parse_attack
-        from peer_service.envs import make_env
-
-        _check_mujoco(self.task)
-        try:
-            env = make_env(self.task)
-        except ValueError as err:
-            raise UserError(f"task: {err}") from None
-        try:
-            env = make_env(self.task, wrappers=self.wrappers)
-        except ValueError as err:
-            raise UserError(f"wrappers: {err}") from None
-        env.close()
-        for i in range(self.peers):
-            if self.command(i):
-                continue
-            path = self.pretrained_of(i)
-            if path and not Path(path).is_file():
-                raise UserError(f"pretrained: expected an SB3 model zip for peer-{i}, got {path!r} (no such file)")
-            if self.role(i) == "adviser" and not path:
-                raise UserError(f"roles: peer-{i} is an adviser, which needs a pretrained model (pretrained)")
-            if self.role(i) == "learner" and not path:
-                try:
-                    self.learner_preset(i)
-                except ValueError as err:
-                    raise UserError(f"learner: {err}") from None
-        for attack in self.attacks:
-            try:
-                parse_attack(attack)
-            except ValueError as err:
-                raise UserError(f"attacks: {err}") from None
 
     def role(self, index: int) -> str:
         return self.roles[index] if self.roles else "learner"
@@ -247,20 +209,6 @@ class RunConfig:
         """Peer `index`'s learner settings: `learner`, with its entry of `algos` as `algo`."""
         algo = self.algos[index] if self.algos else ""
         return {**self.learner, **({"algo": algo} if algo else {})}
-
-    def learner_preset(self, index: int) -> Any:
-        """The learner settings peer `index` will resolve (peer_service/presets.py), for validation and
-        for settings the orchestrator needs (train_freq for stagger_training)."""
-        import gymnasium as gym
-
-        from peer_service.envs import make_env
-        from peer_service.presets import preset_for
-
-        overrides = self.learner_of(index)
-        env = make_env(self.task, wrappers=self.wrappers)
-        discrete = isinstance(env.action_space, gym.spaces.Discrete)
-        env.close()
-        return preset_for(self.task, overrides.get("algo"), discrete=discrete).with_overrides(**overrides)
 
     def command(self, index: int) -> str | None:
         return (self.commands[index] or None) if self.commands else None
@@ -297,16 +245,6 @@ class RunConfig:
     def from_env(cls, environ: dict[str, str] | None = None) -> dict[str, Any]:
         """The fields set by non-empty PEERLEARN_<FIELD> variables (peerlearn/settings.py parses them)."""
         return read_env(cls.types(), environ)
-
-
-def _check_mujoco(task: str) -> None:
-    """MuJoCo is an extra (pyproject.toml): say so before the peers fail to build their env."""
-    import importlib.util
-
-    from peer_service.envs import MUJOCO_KWARGS, resolve_env_id
-
-    if resolve_env_id(task) in MUJOCO_KWARGS and importlib.util.find_spec("mujoco") is None:
-        raise UserError(f"task: {task!r} needs MuJoCo, which is not installed: pip install 'peerlearn[mujoco]'")
 
 
 @functools.cache

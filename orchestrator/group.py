@@ -26,10 +26,10 @@ import numpy as np
 
 import peerlearn
 from orchestrator.buffers import SuggestionBuffer
+from orchestrator.client import PeerCallError, PeerClient
 from orchestrator.config import RunConfig
 from orchestrator.evidence import Evidence, EvidenceDraw, draw_evidence, evidence_from_values
-from orchestrator.health import HEALTHY, HealthMonitor
-from orchestrator.transport import PeerCallError, PeerClient
+from orchestrator.health import HealthMonitor
 from orchestrator.trust import aggregate_agent_values, choose_from, combine, normalise, softmax, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.tensors import WireError, spaces_equal
@@ -54,13 +54,7 @@ class Member:
     steps: int = 0  # env steps taken in this run
     following: int = NOBODY
     redecide: bool = True
-    state: str = HEALTHY  # healthy -> suspect -> ejected -> rejoining (health.py)
-    consecutive_failures: int = 0
-    failed_this_step: bool = False
     invalid_replies: int = 0
-    invalid_streak: bool = False  # the current failing streak includes invalid replies
-    strikes: int = 0  # ejections for invalid replies (health.py quarantines, then bans)
-    quarantine_until: int = 0  # group step before which an ejected liar is not probed
     last_episode_return: float = math.nan
     last_eval_return: float = math.nan
     errors: list[str] = field(default_factory=list)
@@ -119,7 +113,9 @@ class Group:
         self.agent_values = np.full(n, config.init_agent_value, dtype=np.float64)
         # Each learner's running estimate of every peer's targets (robust aggregation, trust.py).
         self.av_evidence = np.full((n, n), np.nan)
-        self.health = HealthMonitor(self)
+        # Health state lives with the monitor; it reports each change to _health_event.
+        self.health = HealthMonitor(config, [m.client for m in members], [m.name for m in members],
+                                    [m.acts for m in members], clock=lambda: self.t, on_event=self._health_event)
         self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
         self.av_batch = max(1, config.trust_batch // n)  # at least one entry per peer (docs/algorithm.md, difference 5)
@@ -176,10 +172,10 @@ class Group:
 
     async def step(self, only: set[int] | None = None) -> None:
         """One group step. `only` restricts who acts (the reference code's turn-taking, for benchmarks)."""
-        await self.health.before_step()
+        await self.health.before_step(self._rejoin)
         usable = self.health.usable
-        self.advisers = [m.index for m in self.members if m.info.capabilities.advises and usable(m)]
-        acting = [m for m in self.members if m.acts and m.obs is not None and usable(m)
+        self.advisers = [m.index for m in self.members if m.info.capabilities.advises and usable(m.index)]
+        acting = [m for m in self.members if m.acts and m.obs is not None and usable(m.index)
                   and (only is None or m.index in only)]
         plans = {m.index: self._plan(m) for m in acting}
         # The authors' code updates the agent values after every env step of every peer; a group step
@@ -254,7 +250,7 @@ class Group:
             except (PeerCallError, WireError) as err:
                 self._failed(member, "Suggest", err)
                 return {}
-            self.health.on_success(member)
+            self.health.on_success(member.index)
             return {(a, adviser): actions[k] for k, a in enumerate(who)}
 
         results = await asyncio.gather(*(ask(adv, who) for adv, who in askers.items()))
@@ -287,12 +283,12 @@ class Group:
             except (PeerCallError, WireError) as err:
                 self._failed(m, "Evaluate", err)
                 return m.index, None, []
-            self.health.on_success(m)
+            self.health.on_success(m.index)
             found = evidence_from_values(draw, v, m.buffer, m.index, m.info.gamma, cfg.use_advantage) \
                 if draw is not None and m.buffer is not None else []
             return m.index, ((candidates, q) if candidates else None), found
 
-        learners = [m for m in acting if m.info.capabilities.evaluates and self.health.usable(m)]
+        learners = [m for m in acting if m.info.capabilities.evaluates and self.health.usable(m.index)]
         results = await asyncio.gather(*(evaluate(m) for m in learners))
         q_values = {i: qc for i, qc, _ in results if qc is not None}
         return q_values, [e for _, _, part in results for e in part]
@@ -388,7 +384,7 @@ class Group:
             if result.episode_return is not None:
                 m.last_episode_return = result.episode_return
 
-        await asyncio.gather(*(step(m) for m in acting if self.health.usable(m)))
+        await asyncio.gather(*(step(m) for m in acting if self.health.usable(m.index)))
 
     async def _step_with_retry(self, m: Member, action: np.ndarray | None,
                                draw: EvidenceDraw | None = None) -> StepResult | None:
@@ -400,7 +396,7 @@ class Group:
                 check_states(result.next_observation[None], m.info.observation_space, "next_observation")
                 if result.done and result.reset_observation is None:
                     raise WireError("episode ended without reset_observation")
-                self.health.on_success(m)
+                self.health.on_success(m.index)
                 return result
             except (PeerCallError, WireError) as err:
                 # Retry only a quick transport failure (a reset connection): a timed-out retry would
@@ -410,7 +406,7 @@ class Group:
                     # The peer's counter or episode differs from ours (a reply was lost, or it
                     # restarted): re-handshake at the next step boundary instead of failing again.
                     self._failed(m, "Step", err)
-                    self.health.resync(m)
+                    self.health.resync(m.index)
                     return None
                 if attempt == 1 or code != "UNAVAILABLE":
                     self._failed(m, "Step", err)
@@ -419,7 +415,7 @@ class Group:
 
     # ------------------------------------------------------------------ evaluation, checkpoints
     async def evaluate_all(self, force: bool = False) -> None:
-        due = [m for m in self.members if m.acts and m.info.capabilities.learns and self.health.usable(m)
+        due = [m for m in self.members if m.acts and m.info.capabilities.learns and self.health.usable(m.index)
                and (force or (m.steps > 0 and m.steps % self.config.eval_every == 0))]
 
         async def run(m: Member) -> None:
@@ -450,7 +446,7 @@ class Group:
                 return None
 
         learners = [m for m in self.members if m.info.capabilities.learns]
-        tags = await asyncio.gather(*(save(m) for m in learners if self.health.usable(m)))
+        tags = await asyncio.gather(*(save(m) for m in learners if self.health.usable(m.index)))
         if len(tags) != len(learners) or None in tags:
             return False
         if self.recorder is not None:
@@ -497,6 +493,38 @@ class Group:
             if m.buffer is not None and saved["buffer"] is not None:
                 m.buffer.restore(saved["buffer"])
 
+    # ------------------------------------------------------------------ health
+    def _health_event(self, index: int, what: str) -> None:
+        m = self.members[index]
+        if what.startswith(("ejected", "banned")):  # out of the loop: it follows nobody
+            m.following = NOBODY
+        if self.recorder is not None:
+            self.recorder.health_event(self, m, what)
+
+    async def _rejoin(self, ready: list[int]) -> None:
+        await asyncio.gather(*(self._rejoin_one(self.members[i]) for i in ready))
+
+    async def _rejoin_one(self, m: Member) -> None:
+        """Re-handshake; restore the latest checkpoint if the peer lost its state; reset its episode."""
+        try:
+            info = await m.client.get_info()
+            if m.acts:
+                intact = info.episode_active and info.last_step_id == m.step_id and m.obs is not None
+                if not intact:
+                    if m.info.capabilities.learns and info.last_step_id < m.step_id:
+                        try:
+                            await m.client.load("")
+                        except PeerCallError as err:
+                            if err.code != "NOT_FOUND":
+                                raise
+                            self.health.note(m.index, "has no checkpoint: continues from its own state")
+                    m.obs, m.step_id = await m.client.reset(None)
+        except PeerCallError as err:
+            self.health.rejoin_failed(m.index, err.code)
+            return
+        m.following, m.redecide = NOBODY, True
+        self.health.rejoined(m.index)
+
     def _failed(self, m: Member, call: str, err: Exception) -> None:
         """The peer abstains from the rest of this step; repeated failures eject it (health.py)."""
         invalid = isinstance(err, WireError) or getattr(err, "code", "") == "BAD_REPLY"
@@ -504,7 +532,7 @@ class Group:
             m.invalid_replies += 1
         m.errors.append(f"step {self.t}: {call}: {err}")
         del m.errors[:-20]
-        self.health.on_failure(m, invalid, timed_out=getattr(err, "code", "") == "DEADLINE_EXCEEDED")
+        self.health.on_failure(m.index, invalid, timed_out=getattr(err, "code", "") == "DEADLINE_EXCEEDED")
 
     # ------------------------------------------------------------------ reporting
     @property

@@ -47,6 +47,8 @@ class GroupResult:
 
 def sweep_configs(base: RunConfig, tasks: list[str], seeds: list[int], modes: list[str]) -> list[RunConfig]:
     """One config per (task, seed, mode), named `<task>-<mode>-s<seed>`; everything else from `base`."""
+    from orchestrator import preflight  # asks the peers' code (torch): not at import, for a fast --help
+
     for m in modes:
         if m not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {m!r}")
@@ -54,7 +56,7 @@ def sweep_configs(base: RunConfig, tasks: list[str], seeds: list[int], modes: li
     for task, seed, mode in itertools.product(tasks, seeds, modes):
         c = replace(base, task=task, seed=seed, mode=mode, name=f"{task.replace('/', '_')}-{mode}-s{seed}",
                     progress=False, status_port=-1, transport="grpc")
-        configs.append(c.validate())
+        configs.append(preflight.check_local_peers(c))
     if len({c.name for c in configs}) != len(configs):
         raise ValueError("tasks, seeds and modes must not repeat")
     return configs

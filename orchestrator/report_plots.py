@@ -12,7 +12,7 @@ import numpy as np
 from orchestrator.stats import bootstrap_band
 
 if TYPE_CHECKING:
-    from orchestrator.report import Row
+    from orchestrator.rundata import Row
 
 
 def plot_learning_curves(rows: list[Row], path: Path) -> Path:

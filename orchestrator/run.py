@@ -11,13 +11,16 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.client import PeerClient
 from orchestrator.config import RunConfig, stagger_phases, usable_cores
 from orchestrator.group import Group
+from orchestrator.inproc import InprocPeerClient
 from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.preflight import check_local_peers, learner_preset
 from orchestrator.progress import LiveView
 from orchestrator.results import RunRecorder, new_run_dir
 from orchestrator.status import StatusServicer, start_status_server
-from orchestrator.transport import Deadlines, GrpcPeerClient, InprocPeerClient, PeerClient
+from orchestrator.transport import Deadlines, GrpcPeerClient
 from peerlearn.grpc_options import channel_options
 from peerlearn.security import ClientSecurity, read_tokens
 from peerlearn.settings import UserError
@@ -43,7 +46,7 @@ def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
     learner = [config.learner_of(i) for i in range(config.peers)]
     if config.stagger_training and "train_phase" not in config.learner:
         # the task's train_freq unless the config sets it
-        train_freq = int(config.learner.get("train_freq") or config.learner_preset(0).train_freq)
+        train_freq = int(config.learner.get("train_freq") or learner_preset(config, 0).train_freq)
         for overrides, phase in zip(learner, stagger_phases(config.peers, train_freq, usable_cores()), strict=True):
             overrides["train_phase"] = phase
     return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
@@ -96,7 +99,7 @@ def learner_settings(config: RunConfig) -> dict[str, dict]:
         if config.pretrained_of(i):
             out[f"peer-{i}"] = {"pretrained": config.pretrained_of(i), "role": config.role(i)}
             continue
-        values = dataclasses.asdict(config.learner_preset(i))
+        values = dataclasses.asdict(learner_preset(config, i))
         values["learning_rate"] = values["learning_rate"] if isinstance(values["learning_rate"], float) \
             else repr(values["learning_rate"])  # a schedule: its rl-zoo3 spelling (lin_0.001)
         out[f"peer-{i}"] = {k: v for k, v in values.items() if v is not None and v != {}}
@@ -127,7 +130,10 @@ def load_resume_state(run_dir: Path) -> dict:
 async def run_group(config: RunConfig, addresses: list[str] | None = None,
                     resume_dir: Path | None = None) -> RunSummary:
     """Run a group; with `resume_dir`, continue that run from its last checkpoint."""
-    config.validate()
+    if addresses is None:
+        check_local_peers(config)  # the peers start here: ask their code about the settings first
+    else:
+        config.validate()
     resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)

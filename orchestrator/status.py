@@ -25,7 +25,7 @@ def snapshot(group: Group | None, run_name: str, total_steps: int, finished: boo
         return pb.GroupStatus(run_name=run_name, total_steps=total_steps, finished=finished)
     peers = []
     for m in group.members:
-        state = "finished" if finished else m.state
+        state = "finished" if finished else group.health.state(m.index)
         peers.append(pb.PeerStatus(
             peer_id=m.name, state=state, steps=m.steps, last_episode_return=m.last_episode_return,
             last_eval_return=m.last_eval_return, trust=list(m.trust), follow_counts=list(map(int, m.follow_counts)),

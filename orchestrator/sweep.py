@@ -63,6 +63,8 @@ class Grid:
     def configs(self) -> list[RunConfig]:
         """One validated config per (task, condition, seed), named `<task>-<condition>-s<seed>`, seed-major
         (every condition of seed 0 first: a sweep cut short still compares all conditions)."""
+        from orchestrator import preflight  # asks the peers' code (torch): not at import, for a fast --help
+
         configs = []
         for task, seed, cond in itertools.product(self.tasks, self.seeds, self.conditions):
             c = replace(
@@ -78,7 +80,7 @@ class Grid:
             c = RunConfig.from_dict({**c.to_dict(), **cond.overrides})
             if c.roles and len(c.roles) != c.peers:
                 raise ValueError(f"condition {cond.name}: roles {c.roles} for {c.peers} peers")
-            configs.append(c.validate())
+            configs.append(preflight.check_local_peers(c))
         if len({c.name for c in configs}) != len(configs):
             raise ValueError("tasks, seeds and conditions must not repeat")
         return configs

@@ -1,14 +1,11 @@
-"""How the orchestrator talks to a peer: one async client interface, two transports.
+"""How the orchestrator talks to a remote peer: `GrpcPeerClient`, the gRPC transport of `PeerClient`.
 
-`GrpcPeerClient` speaks `peerlearn.v1` over a grpc.aio channel with a deadline on every call.
-`InprocPeerClient` calls a `Peer` object in this process (no sockets, no encoding): the baseline for
-RPC overhead, the fast path for tests and a quick mode for users. The group loop cannot tell them
-apart; every failure of either surfaces as `PeerCallError`.
+`GrpcPeerClient` speaks `peerlearn.v1` over a grpc.aio channel with a deadline on every call; every
+failure surfaces as `PeerCallError`, as it does from the in-process client (orchestrator/inproc.py).
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,20 +14,13 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from orchestrator.client import PeerCallError, PeerClient
 from peerlearn.grpc_options import channel_options
 from peerlearn.messages import EvalResult, PeerInfo, StepResult, eval_from_proto, info_from_proto, step_from_proto
 from peerlearn.security import ClientSecurity, classify_error, diagnose_handshake
 from peerlearn.tensors import WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc
-
-
-class PeerCallError(Exception):
-    """A call that did not give a usable reply: the peer abstains from this round."""
-
-    def __init__(self, peer: str, call: str, code: str, message: str) -> None:
-        super().__init__(f"{peer} {call}: {code}: {message}")
-        self.peer, self.call, self.code, self.message = peer, call, code, message
 
 
 @dataclass
@@ -43,98 +33,6 @@ class Deadlines:
     # A GetInfo, Suggest, Evaluate or Step without a reply after this long is sent again on a second,
     # already open connection and the first reply wins (0 = never). See GrpcPeerClient._hedged.
     hedge_s: float = 1.0
-
-
-class PeerClient(abc.ABC):
-    address: str
-    calls: int = 0  # protocol calls made through this client (benchmarks check O(N) per group step)
-
-    @abc.abstractmethod
-    async def get_info(self) -> PeerInfo: ...
-
-    @abc.abstractmethod
-    async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray: ...
-
-    @abc.abstractmethod
-    async def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
-                       v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-    @abc.abstractmethod
-    async def reset(self, seed: int | None) -> tuple[np.ndarray, int]: ...
-
-    @abc.abstractmethod
-    async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_rows: Sequence[int] = ()) -> StepResult:
-        """v_states / next_observation_rows only for peers with capabilities.values_in_step."""
-
-    @abc.abstractmethod
-    async def run_evaluation(self, episodes: int, seed: int) -> EvalResult: ...
-
-    @abc.abstractmethod
-    async def save(self, step_id: int, tag: str = "") -> tuple[str, str]: ...
-
-    @abc.abstractmethod
-    async def load(self, tag: str = "") -> tuple[str, int]: ...
-
-    async def check_health(self, timeout_s: float = 1.0) -> bool:
-        """grpc.health.v1 says SERVING (in-process peers are always healthy)."""
-        return True
-
-    def redial(self) -> asyncio.Task | None:
-        """Start a fresh connection: in place when this returns (calls made after it use it); closing
-        the old one continues in the returned task. None in process (nothing to re-dial)."""
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-class InprocPeerClient(PeerClient):
-    """A peer object in this process. Calls run inline, in the order the loop makes them, so a
-    seeded in-process run is exactly reproducible."""
-
-    def __init__(self, peer: object) -> None:
-        from peer_service.peer import Peer  # the in-process transport is the only place that needs it
-        from peer_service.validation import PeerError
-
-        assert isinstance(peer, Peer)
-        self.peer = peer
-        self._peer_error = PeerError  # resolved once: _call is on the in-process hot path
-        self.address = f"inproc:{peer.config.peer_id}"
-
-    def _call(self, name: str, fn, *args):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        try:
-            return fn(*args)
-        except self._peer_error as err:
-            raise PeerCallError(self.address, name, err.code.name, err.message) from err
-        except WireError as err:
-            raise PeerCallError(self.address, name, "INVALID_ARGUMENT", str(err)) from err
-
-    async def get_info(self) -> PeerInfo:
-        return self._call("GetInfo", self.peer.info)
-
-    async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        return self._call("Suggest", self.peer.suggest, states, deterministic)
-
-    async def evaluate(self, q_states, q_actions, v_states):  # type: ignore[no-untyped-def]
-        return self._call("Evaluate", self.peer.evaluate, q_states, q_actions, v_states)
-
-    async def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
-        return self._call("Reset", self.peer.reset, seed)
-
-    async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_rows: Sequence[int] = ()) -> StepResult:
-        return self._call("Step", self.peer.step, step_id, action, v_states, next_observation_rows)
-
-    async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
-        return self._call("RunEvaluation", self.peer.run_evaluation, episodes, seed)
-
-    async def save(self, step_id: int, tag: str = "") -> tuple[str, str]:
-        return self._call("Save", self.peer.save, step_id, tag)
-
-    async def load(self, tag: str = "") -> tuple[str, int]:
-        return self._call("Load", self.peer.load, tag)
 
 
 # Calls safe to send twice: read-only ones, and Step (a repeated step id is replayed, not re-applied).

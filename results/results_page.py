@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.report import RunData, find_runs, group_runs, load_run, markdown_table, read_csvs, report, write_csvs
+from orchestrator.report import markdown_table, report
+from orchestrator.rundata import RunData, find_runs, group_runs, load_run, read_csvs, write_csvs
 from orchestrator.stats import improvement_ci, probability_of_improvement, rank_sum_p, verdict
 from orchestrator.sweep import load_grid
 

@@ -12,9 +12,10 @@ import time
 
 import numpy as np
 
+from orchestrator.client import PeerCallError
 from orchestrator.config import RunConfig
 from orchestrator.group import Group
-from orchestrator.transport import Deadlines, GrpcPeerClient, PeerCallError
+from orchestrator.transport import Deadlines, GrpcPeerClient
 from peerlearn.security import ClientSecurity
 
 
@@ -109,19 +110,19 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(args.partition_s)
             # A failing step lasts up to read + read + step deadlines, so three of them may take longer
             # than the partition: keep the cut until every victim is ejected (time to detect, below).
-            victims_out = lambda: all(group.members[names.index(v)].state == "ejected" for v in victims)  # noqa: E731
+            victims_out = lambda: all(group.health.state(names.index(v)) == "ejected" for v in victims)  # noqa: E731
             while not victims_out() and time.time() - cut < args.partition_s + 40:
                 await asyncio.sleep(0.02)
             figures[f"{label}: ejected after (s)"] = [
                 round(min((t for t, w in events_of(group, v, cut) if w == "ejected"), default=float("nan")) - cut, 2)
                 for v in victims]
-            figures[f"{label}: states while cut"] = [m.state for m in group.members]
+            figures[f"{label}: states while cut"] = [group.health.state(m.index) for m in group.members]
             figures[f"{label}: group steps while cut"] = len(durations) - steps_before
             for v in victims:
                 heal(ns_of[v])
             healed = time.time()
             deadline = healed + 15
-            while time.time() < deadline and any(group.members[names.index(v)].state != "healthy"
+            while time.time() < deadline and any(group.health.state(names.index(v)) != "healthy"
                                                  for v in victims):
                 await asyncio.sleep(0.02)
             rejoins = [max((t for t, w in events_of(group, v, cut) if w == "rejoined"), default=float("nan"))
@@ -138,7 +139,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         # A step has up to three rounds (Suggest, Evaluate, Step); when different peers fail in
         # different rounds, their deadlines add up: read + read + step is the bound by design.
         figures["longest group step (s)"] = {k: round(v, 3) for k, v in phase_longest.items()}
-        figures["final states"] = [m.state for m in group.members]
+        figures["final states"] = [group.health.state(m.index) for m in group.members]
     finally:
         running = False
         await stepper

@@ -45,7 +45,7 @@ def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str 
     logging.getLogger("peerlearn").setLevel(logging.ERROR)
     from orchestrator.config import RunConfig
     from orchestrator.group import Group
-    from orchestrator.transport import InprocPeerClient
+    from orchestrator.inproc import InprocPeerClient
     from peer_service.peer import Peer, PeerConfig
 
     config = RunConfig(task="room-6", peers=len(peers), steps=steps, transport="inproc", seed=seed,

@@ -46,7 +46,7 @@ async def _scenario(tmp_path: Path) -> dict[str, object]:
         async def healed(phase: str) -> None:
             proxy.set_mode("pass")
             t0 = time.monotonic()
-            await steps_for(20.0, until=lambda: victim.state == "healthy")
+            await steps_for(20.0, until=lambda: group.health.state(victim.index) == "healthy")
             figures[f"{phase}: healthy again after (s)"] = round(time.monotonic() - t0, 2)
             before = victim.steps
             await steps_for(0.5)
@@ -58,18 +58,18 @@ async def _scenario(tmp_path: Path) -> dict[str, object]:
             before = victim.steps
             await steps_for(2.0)
             figures["delay 50 ms: victim steps in 2 s"] = victim.steps - before
-            figures["delay 50 ms: victim state"] = victim.state
-            assert victim.state == "healthy"
+            figures["delay 50 ms: victim state"] = group.health.state(victim.index)
+            assert group.health.state(victim.index) == "healthy"
 
             proxy.set_mode("blackhole")
             figures["blackhole: group steps in 4 s"] = await steps_for(4.0)
-            figures["blackhole: victim state"] = victim.state
-            assert victim.state == "ejected"
+            figures["blackhole: victim state"] = group.health.state(victim.index)
+            assert group.health.state(victim.index) == "ejected"
             await healed("blackhole")
 
             proxy.set_mode("reset")
             figures["reset: group steps in 2 s"] = await steps_for(2.0)
-            assert victim.state in ("ejected", "suspect")
+            assert group.health.state(victim.index) in ("ejected", "suspect")
             await healed("reset")
 
             proxy.set_mode("flaky")
@@ -102,7 +102,7 @@ async def _hedging_scenario(tmp_path: Path) -> dict[str, object]:
     retransmission backoff on a lossy link does) while its spare flows."""
     import numpy as np
 
-    from orchestrator.transport import PeerCallError
+    from orchestrator.client import PeerCallError
 
     figures: dict[str, object] = {}
     async with LocalPeers([PeerSpec("peer-0", "room-6", 0, 3000)], tmp_path / "logs") as local:

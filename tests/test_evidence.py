@@ -12,7 +12,7 @@ from orchestrator.buffers import SuggestionBuffer
 from orchestrator.config import RunConfig
 from orchestrator.evidence import draw_evidence, evidence_from_values
 from orchestrator.group import Group
-from orchestrator.transport import InprocPeerClient
+from orchestrator.inproc import InprocPeerClient
 from orchestrator.trust import td_targets
 
 pytestmark = pytest.mark.timeout(120)

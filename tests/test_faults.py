@@ -131,11 +131,11 @@ async def _sigstop_scenario(tmp_path: Path) -> dict[str, float]:
                 t0 = time.perf_counter()
                 await group.step()
                 durations.append(time.perf_counter() - t0)
-            ejected_state = victim.state
+            ejected_state = group.health.state(victim.index)
             steps_while_stopped = len(durations)
             os.kill(local.pids[1], signal.SIGCONT)
             resumed_at = time.monotonic()
-            while victim.state != "healthy" and time.monotonic() - resumed_at < 20:
+            while group.health.state(victim.index) != "healthy" and time.monotonic() - resumed_at < 20:
                 await group.step()
             back_after = time.monotonic() - resumed_at
             steps_before = victim.steps

@@ -8,16 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.report import (
-    RunData,
-    condition_label,
-    group_runs,
-    load_run,
-    markdown_table,
-    read_csvs,
-    report,
-    write_csvs,
-)
+from orchestrator.report import markdown_table, report
+from orchestrator.rundata import RunData, condition_label, group_runs, load_run, read_csvs, write_csvs
 from orchestrator.stats import area_under_curve, follow_rates, iqm, mean_std, stratified_bootstrap_ci
 
 pytestmark = pytest.mark.timeout(60)

@@ -117,7 +117,7 @@ def test_a_cut_off_run_continues_from_its_checkpoint_and_results_are_collected(t
     import csv
     import tomllib
 
-    from orchestrator.report import load_run
+    from orchestrator.rundata import load_run
     from orchestrator.sweep import checkpointed_step
 
     out, results = tmp_path / "sweep", tmp_path / "results"

@@ -60,8 +60,6 @@ fi
 # --- 2. the wheelhouse
 if [ "${SKIP_WHEELHOUSE:-0}" != 1 ] || [ ! -s deploy/wheelhouse/constraints.txt ]; then
   deploy/build-wheelhouse.sh deploy/wheelhouse
-else
-  cp deploy/orchestrate_env.py deploy/wheelhouse/  # the reused wheelhouse gets the current script
 fi
 
 # --- 3. the image, built with no network: everything comes from the base and the wheelhouse

@@ -6,8 +6,7 @@
 # Runs pip on this machine (Python 3.11, like the image), so the pip configuration here applies:
 # `torch==2.13.0` is pinned in the same command, which takes the CPU wheel (unpinned, SB3's torch
 # dependency pulls a multi-GB CUDA build). The image build then needs no index at all
-# (`pip install --no-index`). DIR/constraints.txt lists name==version of every wheel; DIR also gets
-# deploy/orchestrate_env.py (the image's peerlearn-orchestrate: .dockerignore sends only DIR to the daemon).
+# (`pip install --no-index`). DIR/constraints.txt lists name==version of every wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-deploy/wheelhouse}
@@ -32,7 +31,6 @@ if not torch or "+cu" in torch[0] or any(p.startswith("nvidia-") for p in pins):
     sys.exit(f"build-wheelhouse: expected the CPU torch wheel, got {torch} (is torch==2.13.0 a CPU wheel here?)")
 print(f"{len(pins)} wheels, {torch[0]}")
 PY
-cp deploy/orchestrate_env.py "$dir.tmp/"
 rm -rf "$dir"
 mv "$dir.tmp" "$dir"
 echo "wheelhouse: $dir"

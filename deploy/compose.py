@@ -15,7 +15,7 @@ import argparse
 import sys
 
 PORT = 50051
-# RunConfig fields the orchestrator takes from PEERLEARN_<NAME> (deploy/orchestrate_env.py reads them)
+# RunConfig fields passed on to the orchestrator as PEERLEARN_<NAME> (`peerlearn orchestrate` reads them)
 TUNING = ["CHECKPOINT_EVERY", "RPC_TIMEOUT_S", "STEP_TIMEOUT_S", "EJECT_AFTER", "PROBE_MAX_BACKOFF_S", "QUORUM",
           "BELOW_QUORUM", "PAUSE_TIMEOUT_S", "KEEPALIVE_S", "KEEPALIVE_TIMEOUT_S", "MAX_RECONNECT_BACKOFF_S",
           "LOG_EVERY"]
@@ -99,7 +99,7 @@ services:"""]
     out.append(f"""\
   orchestrator:
     image: ${{PEERLEARN_IMAGE:-peerlearn:latest}}
-    entrypoint: ["/opt/peerlearn/bin/python", "/usr/local/bin/peerlearn-orchestrate"]  # PEERLEARN_* -> config
+    # the image's entrypoint is `peerlearn`; `orchestrate` reads every RunConfig field from PEERLEARN_<FIELD>
     command:
       - orchestrate
       - --peers

@@ -1,7 +1,7 @@
 """The run configuration: one typed dataclass, each field documented (it is also the TOML schema).
 
 Each field is declared once, here, with its type, default and docstring; from that declaration come
-its TOML key (the name), its `PEERLEARN_<NAME>` variable and its `--name` flag (peerlearn/cli.py),
+its TOML key (the name), its `PEERLEARN_<NAME>` variable and its `--name` flag (peerlearn/cli/__init__.py),
 with the field's docstring as the flag's help and one text parser per type (peerlearn/settings.py).
 """
 
@@ -75,11 +75,11 @@ class RunConfig:
     """Entries per trust update; agent values draw max(1, trust_batch // N) per learning peer."""
     values_in_step: bool = True
     """Peers that offer it value the trust and agent-value evidence inside Step (one call per peer and
-    step instead of two; orchestrator/evidence.py); false = always a separate Evaluate (the A/B)."""
+    step instead of two; orchestrator/loop/evidence.py); false = always a separate Evaluate (the A/B)."""
     stagger_training: bool = False
     """Shift the peers' train_freq windows so that at most as many peers as this machine has cores run
-    their gradient steps in the same group step (stagger_phases). Same amount of training per peer;
-    measured +8% agent-steps/s at N=8 on 2 cores, nothing at N=4 (docs/performance.md). Off by default:
+    their gradient steps in the same group step (stagger_phases). Same amount of training per peer; it
+    helps only groups much larger than the core count (docs/performance.md, the A/B). Off by default:
     the phases depend on the launching machine's cores, so a seed would no longer fix a run everywhere
     (a resumed run recomputes them). Peers started elsewhere take train_phase in their learner settings."""
     agent_value_aggregation: str = "median"
@@ -122,12 +122,12 @@ class RunConfig:
     keepalive_s: float = 10.0
     """HTTP/2 keepalive ping interval: notices a dead link without traffic (docs/robustness.md)."""
     keepalive_timeout_s: float = 8.0
-    """How long a ping may go unanswered; 1 s dropped healthy links under 30% loss (docs/robustness.md)."""
+    """How long a ping may go unanswered; too short a timeout drops healthy lossy links (docs/robustness.md)."""
     max_reconnect_backoff_s: float = 1.0
-    """Cap of gRPC's reconnect backoff (default 120 s; 1 s notices a healed outage within ~1 s)."""
+    """Cap of gRPC's reconnect backoff (gRPC's own cap is 120 s); a low cap notices a healed outage soon."""
     progress: bool = True
     """Show the live progress view in the terminal."""
-    # --- peer health (orchestrator/health.py)
+    # --- peer health (orchestrator/loop/health.py)
     eject_after: int = 3
     """Consecutive failing group steps after which a peer is ejected (probed, then re-admitted)."""
     redial_on_timeout: bool = True

@@ -2,8 +2,8 @@
 
 The lock-step calls (GetInfo, Suggest, Evaluate, Step) run on the event loop itself: they are short
 (a Step's gradient steps are milliseconds) and arrive one round at a time, and the hand-off to a
-worker thread and back cost more than the work it kept off the loop (docs/performance.md: 14% of a
-group step without training, 4% with). Long calls (Reset, RunEvaluation, Save, Load: seconds of
+worker thread and back cost more than the work it kept off the loop (docs/performance.md has the
+A/B). Long calls (Reset, RunEvaluation, Save, Load: seconds of
 evaluation episodes or disk) run on one worker thread so that health checks keep answering; while
 the worker holds the learner every call queues behind it (the learner is not thread-safe).
 `PEERLEARN_INLINE_CALLS=0` sends every call to the worker (the A/B).

@@ -1,8 +1,8 @@
 """A fork server for local peer processes: import torch and the learners once, then fork each peer.
 
 Every peer process spends most of its start importing torch, stable-baselines3, gymnasium and MuJoCo
-(about 1 s of CPU each on an idle core; docs/performance.md, "Start-up and memory"); `peerlearn run`
-starting 4-16 peers on 2 cores pays that 4-16 times. The launcher (orchestrator/launcher.py) starts
+(docs/performance.md, "Start-up and memory", has the figures); `peerlearn run`
+starting 4-16 peers on 2 cores pays that 4-16 times. The launcher (orchestrator/running/launcher.py) starts
 this process once; it imports those modules and then forks one child per request. The children share
 the imported pages copy on write and only build their own learner and server. Python's
 multiprocessing has a forkserver too, but its children are not processes the launcher can treat as

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import RunConfig
-from orchestrator.run import RunSummary
+from orchestrator.running.run import RunSummary
 
 __all__ = ["PeerServer", "RunConfig", "RunSummary", "arun", "run", "serve"]
 
@@ -40,7 +40,7 @@ async def arun(config: RunConfig | None = None, /, *, addresses: list[str] | Non
                **settings: Any) -> RunSummary:
     """Run a group to the end and return its summary: peers started here (and stopped at the end), or,
     with `addresses`, peers already serving there (`serve`, `peerlearn peer`, other languages)."""
-    from orchestrator.run import run_group
+    from orchestrator.running.run import run_group
 
     return await run_group(_config(config, settings), addresses)
 

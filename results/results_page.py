@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.report import markdown_table, report
-from orchestrator.rundata import RunData, find_runs, group_runs, load_run, read_csvs, write_csvs
-from orchestrator.stats import improvement_ci, probability_of_improvement, rank_sum_p, verdict
-from orchestrator.sweep import load_grid
+from orchestrator.experiments.report import markdown_table, report
+from orchestrator.experiments.rundata import RunData, find_runs, group_runs, load_run, read_csvs, write_csvs
+from orchestrator.experiments.stats import improvement_ci, probability_of_improvement, rank_sum_p, verdict
+from orchestrator.experiments.sweep import load_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "results.md"
@@ -333,7 +333,7 @@ agent), as in the paper. Room-21 is evaluated exactly: the deterministic own pol
 
 The run is the unit of statistics (a group's peers are not independent). Over runs: mean ± sample
 std (and std as % of the mean, as the paper reports), the interquartile mean (IQM) with a 95%
-percentile CI from a stratified bootstrap (rliable's definitions, `orchestrator/stats.py`). A claim
+percentile CI from a stratified bootstrap (rliable's definitions, `orchestrator/experiments/stats.py`). A claim
 "X beats Y" is read as the probability of improvement P(X > Y) (a run of X against a run of Y, all
 pairs) with a bootstrap CI; the verdict is *holds* when the whole CI is above 1/2 and an exact
 one-sided rank-sum test (Mann-Whitney U) agrees at the 5% level, *does not hold* in the mirror case,

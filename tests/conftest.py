@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.running.launcher import LocalPeers, PeerSpec
 
 torch.set_num_threads(1)
 
@@ -33,7 +33,7 @@ def peer_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     tmp = tmp_path_factory.mktemp("peers")
     specs = [PeerSpec("dqn", "room-6", 1, 2000, checkpoint_dir=str(tmp / "ckpt-dqn")),
              PeerSpec("sac", "hopper", 2, 2000, checkpoint_dir=str(tmp / "ckpt-sac"),
-                      learner_overrides='{"learning_starts": 16, "batch_size": 16}'),
+                      learner_overrides={"learning_starts": 16, "batch_size": 16}),
              PeerSpec("expert", "room-6", 3, 2000, role="expert")]
     peers = LocalPeers(specs, tmp / "logs")
     asyncio.run(peers.start())

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 
-from orchestrator.client import PeerCallError
 from orchestrator.config import RunConfig
-from orchestrator.group import Group
-from orchestrator.transport import Deadlines, GrpcPeerClient
+from orchestrator.loop.client import PeerCallError
+from orchestrator.loop.group import Group
+from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
 from peerlearn.security import ClientSecurity
 
 

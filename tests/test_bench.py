@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.bench import measure
-from orchestrator.bench_authors import AUTHORS_TASKS, authors_args
+from benchmarks.bench import measure
+from benchmarks.bench_authors import AUTHORS_TASKS, authors_args
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,7 +44,7 @@ for peer in peers:  # one turn each, as their PeerGroup.learn does
 def test_authors_wrapper_times_only_steps_past_each_peers_warmup(tmp_path: Path) -> None:
     (tmp_path / "callbacks.py").write_text(FAKE_CALLBACKS)
     (tmp_path / "run_peer.py").write_text(FAKE_RUN_PEER)
-    script = Path(__file__).parents[1] / "orchestrator" / "authors_throughput.py"
+    script = Path(__file__).parents[1] / "benchmarks" / "authors_throughput.py"
     out = subprocess.run([sys.executable, str(script), str(tmp_path), "5", "--", "--agent-count", "3",
                           "--steps", "40"], capture_output=True, text=True, timeout=120, check=True)
     timing = json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,7 +77,7 @@ def test_group_step_rpc_count_is_linear_in_the_group_size() -> None:
 def test_memory_reports_rss_beyond_the_replay_buffer_without_numpy_huge_pages() -> None:
     """`bench memory` starts its peers with NumPy's huge-page advice off, so the replay buffer is
     resident as far as it is written and the RSS beyond it is the column to watch for leaks."""
-    from orchestrator.bench import memory
+    from benchmarks.bench import memory
 
     rows = asyncio.run(memory("room-6", 200, 100))
     assert [r["group_step"] for r in rows] == [0, 100, 200]
@@ -95,8 +95,8 @@ def test_memory_reports_rss_beyond_the_replay_buffer_without_numpy_huge_pages() 
 def test_local_peers_env_reaches_the_peer_processes(tmp_path: Path, fork_server: bool) -> None:
     """`LocalPeers(env=...)` (how bench memory turns NumPy's huge pages off) sets the variables in the
     peers' processes, forked or started in their own interpreter; the launcher's own stay set too."""
-    from orchestrator.bench import _specs
-    from orchestrator.launcher import LocalPeers
+    from benchmarks.bench import _specs
+    from orchestrator.running.launcher import LocalPeers
 
     async def environ() -> bytes:
         async with LocalPeers(_specs("room-6", 1, 100, False, 0), tmp_path, fork_server=fork_server,

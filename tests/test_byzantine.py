@@ -44,8 +44,8 @@ def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str 
     torch.set_num_threads(1)
     logging.getLogger("peerlearn").setLevel(logging.ERROR)
     from orchestrator.config import RunConfig
-    from orchestrator.group import Group
-    from orchestrator.inproc import InprocPeerClient
+    from orchestrator.loop.group import Group
+    from orchestrator.running.inproc_client import InprocPeerClient
     from peer_service.peer import Peer, PeerConfig
 
     config = RunConfig(task="room-6", peers=len(peers), steps=steps, transport="inproc", seed=seed,
@@ -310,7 +310,7 @@ def test_colluding_peer_processes_share_a_board_over_grpc(tmp_path) -> None:  # 
     """`collude` between separate peer processes: `peerlearn run` gives the colluders RUN_DIR/collusion,
     each posts what it suggested there, and each reads its partner's posts when it steps."""
     from orchestrator.config import RunConfig
-    from orchestrator.run import run_group
+    from orchestrator.running.run import run_group
 
     logging.getLogger("peerlearn").setLevel(logging.ERROR)
     config = RunConfig(peers=4, steps=300, out=str(tmp_path), name="c", progress=False, status_port=-1,
@@ -331,7 +331,7 @@ def test_attacks_config_reaches_the_peers_and_invalid_replies_are_reported(tmp_p
     import json
 
     from orchestrator.config import RunConfig
-    from orchestrator.run import run_group
+    from orchestrator.running.run import run_group
 
     logging.getLogger("peerlearn").setLevel(logging.ERROR)
     config = RunConfig(peers=3, steps=200, transport="inproc", out=str(tmp_path), name="g", progress=False,
@@ -350,7 +350,7 @@ def test_a_peer_sending_invalid_replies_is_quarantined_then_banned(tmp_path) -> 
     import json
 
     from orchestrator.config import RunConfig
-    from orchestrator.run import run_group
+    from orchestrator.running.run import run_group
 
     logging.getLogger("peerlearn").setLevel(logging.ERROR)
     config = RunConfig(peers=2, steps=400, transport="inproc", out=str(tmp_path), name="q", progress=False,

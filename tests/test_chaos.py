@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import RunConfig
-from orchestrator.group import Group
-from orchestrator.launcher import LocalPeers, PeerSpec
-from orchestrator.transport import Deadlines, GrpcPeerClient
+from orchestrator.loop.group import Group
+from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
+from orchestrator.running.launcher import LocalPeers, PeerSpec
 from peerlearn.chaos import ChaosProxy
 
 pytestmark = pytest.mark.timeout(300)
@@ -102,7 +102,7 @@ async def _hedging_scenario(tmp_path: Path) -> dict[str, object]:
     retransmission backoff on a lossy link does) while its spare flows."""
     import numpy as np
 
-    from orchestrator.client import PeerCallError
+    from orchestrator.loop.client import PeerCallError
 
     figures: dict[str, object] = {}
     async with LocalPeers([PeerSpec("peer-0", "room-6", 0, 3000)], tmp_path / "logs") as local:

@@ -154,8 +154,8 @@ def test_environment_sets_run_fields_and_is_printed(monkeypatch: pytest.MonkeyPa
 def test_parent_attack_and_role_do_not_reach_started_peers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PEERLEARN_ATTACK=garbage and PEERLEARN_ROLE=adversary left in the shell: the forked peers stay the
     honest learners that config.toml records (before, every honest peer of the run lied)."""
-    from orchestrator.launcher import LocalPeers, PeerSpec
-    from orchestrator.run import run_group
+    from orchestrator.running.launcher import LocalPeers, PeerSpec
+    from orchestrator.running.run import run_group
 
     for name, value in {"PEERLEARN_ATTACK": "garbage", "PEERLEARN_ROLE": "adversary",
                         "PEERLEARN_LEARNER": '{"learning_strats": 1}', "PEERLEARN_OVERLAP_TRAINING": "0"}.items():
@@ -206,7 +206,7 @@ def test_checkpoints_keep_the_replay_buffer_only_in_the_two_newest(tmp_path: Pat
     """keep_checkpoints = 3 on a short run: the two newest checkpoints hold replay_buffer.pkl (--resume
     continues from the newest the orchestrator recorded, which may be the one before the peers' newest),
     the third weights only, older ones are gone."""
-    from orchestrator.run import run_group
+    from orchestrator.running.run import run_group
 
     config = RunConfig(peers=2, steps=400, eval_every=400, checkpoint_every=100, keep_checkpoints=3,
                        transport="inproc", out=str(tmp_path), name="ckpt", progress=False, status_port=-1,

@@ -100,7 +100,7 @@ def test_kit_names_what_a_broken_peer_gets_wrong() -> None:
 
 
 def test_kit_reports_an_unreachable_address() -> None:
-    from orchestrator.launcher import free_port
+    from orchestrator.running.launcher import free_port
 
     proc = run_kit(f"127.0.0.1:{free_port()}", "--conformance-timeout", "1", timeout=60)
     assert proc.returncode == 2 and "no gRPC server answers" in proc.stdout + proc.stderr

@@ -11,7 +11,7 @@ import grpc
 import numpy as np
 import pytest
 
-from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.running.launcher import LocalPeers, PeerSpec
 from peer_service.envs import room_critic
 from peer_service.envs.room import optimal_action
 from peerlearn.tensors import from_tensor, to_tensor

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from orchestrator.config import RunConfig
-from orchestrator.evaluate import evaluate_run, format_table
-from orchestrator.run import run_group
+from orchestrator.running.evaluate import evaluate_run, format_table
+from orchestrator.running.run import run_group
 from peerlearn.settings import UserError
 
 pytestmark = pytest.mark.timeout(300)

@@ -1,4 +1,4 @@
-"""Trust evidence valued inside Step (`values_in_step`, orchestrator/evidence.py) against the
+"""Trust evidence valued inside Step (`values_in_step`, orchestrator/loop/evidence.py) against the
 separate Evaluate it replaces: the same buffer entries, the same targets, the same group."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import asyncio
 import numpy as np
 import pytest
 
-from orchestrator.buffers import SuggestionBuffer
 from orchestrator.config import RunConfig
-from orchestrator.evidence import draw_evidence, evidence_from_values
-from orchestrator.group import Group
-from orchestrator.inproc import InprocPeerClient
-from orchestrator.trust import td_targets
+from orchestrator.loop.buffers import SuggestionBuffer
+from orchestrator.loop.evidence import draw_evidence, evidence_from_values
+from orchestrator.loop.group import Group
+from orchestrator.loop.trust import td_targets
+from orchestrator.running.inproc_client import InprocPeerClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -134,7 +134,7 @@ def test_agent_values_move_once_per_acting_peers_env_step(monkeypatch: pytest.Mo
     """The authors' code updates the agent values after every env step of every peer: a group step of
     3 acting peers makes 3 updates, each pooling one fresh batch from every learner; per_group_step
     keeps one update per group step."""
-    import orchestrator.group as group_module
+    import orchestrator.loop.group as group_module
 
     calls: list[list[int]] = []
     real = group_module.aggregate_agent_values

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from orchestrator.config import RunConfig
-from orchestrator.group import Group
-from orchestrator.launcher import LocalPeers, PeerSpec
-from orchestrator.transport import Deadlines, GrpcPeerClient
+from orchestrator.loop.group import Group
+from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
+from orchestrator.running.launcher import LocalPeers, PeerSpec
 from peerlearn.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from tests.conftest import pid_alive
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.running.launcher import LocalPeers, PeerSpec
 from peerlearn.grpc_options import MAX_MESSAGE_BYTES
 from peerlearn.tensors import MAX_ELEMENTS, WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
@@ -140,7 +140,7 @@ def test_check_values_passes_only_finite_vectors(values: np.ndarray, batch: int)
 def live_peer(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("hostile")
     spec = PeerSpec("target", "room-6", 5, 2000, checkpoint_dir=str(tmp / "ckpt"),
-                    learner_overrides='{"learning_starts": 50}')
+                    learner_overrides={"learning_starts": 50})
     peers = LocalPeers([spec], tmp / "logs")
     asyncio.run(peers.start())
     try:

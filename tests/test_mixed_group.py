@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import RunConfig
-from orchestrator.run import run_group
+from orchestrator.running.run import run_group
 from tests.conftest import pid_alive
 from tests.foreign_peers import ROOT, cpp_peer, node_peer  # noqa: F401 (session fixtures)
 

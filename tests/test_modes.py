@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import peerlearn
-from orchestrator.client import PeerClient
 from orchestrator.config import RunConfig
-from orchestrator.group import Group
-from orchestrator.run import run_group
+from orchestrator.loop.client import PeerClient
+from orchestrator.loop.group import Group
+from orchestrator.running.run import run_group
 from peerlearn.messages import Capabilities, EvalResult, PeerInfo, StepResult
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from orchestrator.launcher import LocalPeers, PeerSpec
+from orchestrator.running.launcher import LocalPeers, PeerSpec
 from peer_service.envs import room_critic, room_id
 from peer_service.envs.room import EPISODE_STEPS, optimal_action
 from tests.conftest import pid_alive

@@ -73,7 +73,7 @@ def test_a_run_with_a_pretrained_adviser_and_a_pretrained_learner(zips: dict[str
     import json
 
     from orchestrator.config import RunConfig
-    from orchestrator.run import run_group
+    from orchestrator.running.run import run_group
 
     config = RunConfig(task="CartPole-v1", peers=2, steps=300, eval_every=300, eval_episodes=1,
                        roles=["learner", "adviser"], algos=["", "PPO"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import RunConfig
-from orchestrator.ray_sweep import sweep_configs, unpack
+from orchestrator.experiments.ray_sweep import sweep_configs, unpack
 
 
 def test_sweep_configs_cover_the_grid() -> None:
@@ -55,7 +55,7 @@ def test_sweep_on_local_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     import shutil
     import tempfile
 
-    from orchestrator.ray_sweep import run_sweep
+    from orchestrator.experiments.ray_sweep import run_sweep
 
     # A local Ray leaves nothing behind: no token in ~/.ray, its session folder (short path: Ray's unix
     # sockets must fit in 107 characters) removed at the end.

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.report import markdown_table, report
-from orchestrator.rundata import RunData, condition_label, group_runs, load_run, read_csvs, write_csvs
-from orchestrator.stats import area_under_curve, follow_rates, iqm, mean_std, stratified_bootstrap_ci
+from orchestrator.experiments.report import markdown_table, report
+from orchestrator.experiments.rundata import RunData, condition_label, group_runs, load_run, read_csvs, write_csvs
+from orchestrator.experiments.stats import area_under_curve, follow_rates, iqm, mean_std, stratified_bootstrap_ci
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -145,7 +145,7 @@ def test_load_runs_table_and_csv_round_trip(tmp_path: Path) -> None:
 
 
 def test_probability_of_improvement_and_verdict() -> None:
-    from orchestrator.stats import improvement_ci, probability_of_improvement, verdict
+    from orchestrator.experiments.stats import improvement_ci, probability_of_improvement, verdict
 
     # 9 pairs: 3 beats 1; 5 beats 1 and ties 5; 7 beats 1 and 5 -> 4 wins, 1 tie, 4 losses
     assert probability_of_improvement(np.array([3.0, 5, 7]), np.array([1.0, 5, 8])) == 4.5 / 9
@@ -160,7 +160,7 @@ def test_probability_of_improvement_and_verdict() -> None:
     lo, hi = improvement_ci(*mixed, reps=500)
     assert lo <= probability_of_improvement(*mixed) <= hi
     # few runs decide nothing, however clear they look: 3 vs 3 all wins has p = 1/20
-    from orchestrator.stats import rank_sum_p
+    from orchestrator.experiments.stats import rank_sum_p
 
     assert rank_sum_p(np.array([4.0, 5, 6]), np.array([1.0, 2, 3])) == 1 / 20
     assert verdict(np.array([4.0, 5, 6]), np.array([1.0, 2, 3]), reps=500) == "undecided"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from orchestrator.config import RunConfig
-from orchestrator.run import run_group
+from orchestrator.running.run import run_group
 from tests.conftest import pid_alive
 
 
@@ -152,7 +152,7 @@ def test_orchestrate_probe_and_status_against_running_peers(peer_processes: dict
     config = RunConfig(steps=150, eval_every=150, out=str(tmp_path), name="orch", progress=False, log_every=10)
 
     async def run_and_watch() -> tuple[object, str]:
-        from orchestrator.status import format_status
+        from orchestrator.running.status import format_status
         from peerlearn.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
         task = asyncio.create_task(run_group(config, [peer_processes["dqn"], peer_processes["expert"]]))
@@ -207,14 +207,14 @@ def test_interrupted_run_stops_all_its_peers(tmp_path: Path, sig: int, sigint_ig
 def test_stagger_training_gives_each_peer_its_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--stagger-training: the peers' learners get the phases of stagger_phases for this machine's
     cores (here pretended to be 1: three peers, three bursts); an explicit train_phase is kept."""
-    import orchestrator.run as run_module
-    from orchestrator.run import inproc_clients, peer_specs
+    import orchestrator.running.run as run_module
+    from orchestrator.running.run import inproc_clients, peer_specs
 
     monkeypatch.setattr(run_module, "usable_cores", lambda: 1)
     config = RunConfig(task="room-6", peers=3, stagger_training=True)
     clients = inproc_clients(peer_specs(config, tmp_path))
     assert [c.peer.learner.preset.train_phase for c in clients] == [0, 2, 5]  # train_freq 8 in thirds
     config.learner = {"train_phase": 1}
-    assert {json.loads(s.learner_overrides)["train_phase"] for s in peer_specs(config, tmp_path)} == {1}
+    assert {s.learner_overrides["train_phase"] for s in peer_specs(config, tmp_path)} == {1}
     config.stagger_training, config.learner = False, {}
-    assert all("train_phase" not in json.loads(s.learner_overrides) for s in peer_specs(config, tmp_path))
+    assert all("train_phase" not in s.learner_overrides for s in peer_specs(config, tmp_path))

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orchestrator.client import PeerCallError
 from orchestrator.config import RunConfig
-from orchestrator.launcher import free_port
-from orchestrator.run import run_group
-from orchestrator.transport import GrpcPeerClient
+from orchestrator.loop.client import PeerCallError
+from orchestrator.running.grpc_client import GrpcPeerClient
+from orchestrator.running.launcher import free_port
+from orchestrator.running.run import run_group
 from peer_service.peer import Peer, PeerConfig
 from peer_service.server import MAX_CONCURRENT_RPCS, serve
 from peerlearn.certs import make_certificates

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sweep import grid_from_dict, run_grid
+from orchestrator.experiments.sweep import grid_from_dict, run_grid
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -117,8 +117,8 @@ def test_a_cut_off_run_continues_from_its_checkpoint_and_results_are_collected(t
     import csv
     import tomllib
 
-    from orchestrator.rundata import load_run
-    from orchestrator.sweep import checkpointed_step
+    from orchestrator.experiments.rundata import load_run
+    from orchestrator.experiments.sweep import checkpointed_step
 
     out, results = tmp_path / "sweep", tmp_path / "results"
     data = tomllib.loads(GRID.format(out=out))
@@ -153,7 +153,7 @@ def test_a_cut_off_run_continues_from_its_checkpoint_and_results_are_collected(t
 def test_nice_workers_are_nice_against_other_sessions() -> None:
     """Under autogroup scheduling niceness counts only inside a session: a --nice worker (its own
     session) gets its session's autogroup niceness too, or it would take a full share of the CPU."""
-    from orchestrator.sweep import nice_session
+    from orchestrator.experiments.sweep import nice_session
 
     proc = subprocess.run(["cat", "/proc/self/autogroup"], start_new_session=True, capture_output=True, text=True,
                           preexec_fn=lambda: nice_session(7), timeout=10)

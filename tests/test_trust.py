@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orchestrator.buffers import SuggestionBuffer
-from orchestrator.trust import choose, combine, normalise, softmax, td_targets, update_reputation
+from orchestrator.loop.buffers import SuggestionBuffer
+from orchestrator.loop.trust import choose, combine, normalise, softmax, td_targets, update_reputation
 
 
 def test_normalise_by_max_abs() -> None:
@@ -88,7 +88,7 @@ def test_suggestion_buffer_is_fifo_and_samples_without_replacement() -> None:
 
 
 def test_agent_values_mean_is_the_papers_pooled_mean() -> None:
-    from orchestrator.trust import aggregate_agent_values
+    from orchestrator.loop.trust import aggregate_agent_values
 
     evidence = [(0, np.array([1, 1]), np.array([10.0, 20.0])), (1, np.array([1]), np.array([60.0]))]
     new = aggregate_agent_values(np.array([0.0, 0.0]), evidence, lr=1.0, method="mean")
@@ -96,7 +96,7 @@ def test_agent_values_mean_is_the_papers_pooled_mean() -> None:
 
 
 def test_agent_values_median_excludes_self_and_bounds_a_liar() -> None:
-    from orchestrator.trust import aggregate_agent_values
+    from orchestrator.loop.trust import aggregate_agent_values
 
     honest = [(k, np.array([0, 0]), np.array([5.0, 7.0])) for k in (1, 2)]  # mean 6 each
     liar = (3, np.array([0, 3]), np.array([-1e6, 1e6]))  # runs peer 0 down, praises itself
@@ -112,7 +112,7 @@ def test_agent_values_median_excludes_self_and_bounds_a_liar() -> None:
 
 
 def test_running_estimates_outvote_a_liar_who_speaks_alone_in_a_step() -> None:
-    from orchestrator.trust import aggregate_agent_values
+    from orchestrator.loop.trust import aggregate_agent_values
 
     running = np.full((4, 4), np.nan)
     values = np.zeros(4)

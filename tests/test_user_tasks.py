@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import RunConfig
-from orchestrator.run import run_group
+from orchestrator.running.run import run_group
 
 pytestmark = pytest.mark.timeout(300)
 

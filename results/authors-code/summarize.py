@@ -5,7 +5,7 @@
 Per run: the exact evaluations (step 1 ~ 0, then every 1,000 own steps) of each peer; avg return =
 the mean over a peer's evaluations (the paper's metric), averaged over the run's learners; final =
 the last evaluation. Over seeds: mean +- sample std and the IQM with a 95% stratified bootstrap CI
-(orchestrator/report.py, the same functions as `peerlearn report`). Also writes OUT_DIR/summary.csv.
+(orchestrator/experiments/report.py, the same functions as `peerlearn report`). Also writes OUT_DIR/summary.csv.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.stats import area_under_curve, iqm, mean_std, stratified_bootstrap_ci
+from orchestrator.experiments.stats import area_under_curve, iqm, mean_std, stratified_bootstrap_ci
 
 
 def load(path: Path) -> tuple[float, float]:
@@ -25,7 +25,7 @@ def load(path: Path) -> tuple[float, float]:
     for peer, step, value in csv.reader(path.open()):
         curves[int(peer)].append((int(step), float(value)))
     # Their first exact evaluation (own step 1) is of the untrained network: a curve point, not part of
-    # the metric, as peerlearn's step-0 evaluation (orchestrator/stats.py:area_under_curve).
+    # the metric, as peerlearn's step-0 evaluation (orchestrator/experiments/stats.py:area_under_curve).
     avg = np.mean([area_under_curve(np.array([s for s, _ in sorted(c)]), np.array([v for _, v in sorted(c)]),
                                     first_trained_step=2) for c in curves.values()])
     final = np.mean([sorted(c)[-1][1] for c in curves.values()])

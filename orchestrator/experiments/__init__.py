@@ -1,0 +1,3 @@
+"""Experiments over many runs: grids of runs here (sweep.py) or on Ray (ray_sweep.py), and the report
+that reads them (rundata.py, report.py, report_plots.py, stats.py).
+"""

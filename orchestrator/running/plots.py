@@ -1,0 +1,128 @@
+"""PNG plots of a finished run, drawn from its CSV files (so they can be redrawn later:
+`python -m orchestrator.running.plots RUN_DIR`)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in containers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
+def learning_curves(run_dir: Path, ax: plt.Axes) -> None:
+    for peer_dir in sorted((run_dir / "peers").glob("*")):
+        path = peer_dir / "evaluations.csv"
+        if not path.exists():
+            continue
+        rows = _read_csv(path)
+        if not rows:
+            continue
+        steps = np.array([float(r["step"]) for r in rows])
+        mean = np.array([float(r["mean_return"]) for r in rows])
+        std = np.array([float(r["std_return"]) for r in rows])
+        ax.plot(steps, mean, marker="o", ms=3, label=peer_dir.name)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
+    ax.set_xlabel("env steps per peer")
+    ax.set_ylabel("evaluation return (own deterministic policy)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _series(rows: list[dict[str, str]], key: str) -> np.ndarray:
+    return np.array([float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows])
+
+
+def _choice_figure(rows: list[dict[str, str]], names: list[str], askers: list[str], steps: np.ndarray) -> plt.Figure:
+    """What each asker's softmax sees, per adviser: its trust normalised by the largest |trust| (the
+    scale the choice uses; raw trust only decays from its start of 200 and every line lies on the
+    others) and the mean selection probability over its decisions; last panel: the agent values,
+    normalised the same way. Runs written before these columns existed get raw trust."""
+    normalised = bool(rows) and f"trust_norm/{names[0]}/{names[0]}" in rows[0]
+    fig, axes = plt.subplots(2 if normalised else 1, len(askers) + 1, figsize=(4 * (len(askers) + 1), 6.4 if
+                             normalised else 3.6), squeeze=False)
+    for col, a in enumerate(askers):
+        ax = axes[0][col]
+        for b in names:
+            ax.plot(steps, _series(rows, f"trust_norm/{a}/{b}" if normalised else f"trust/{a}/{b}"), label=b)
+        ax.set_title(f"trust of {a}" + (" (normalised)" if normalised else ""), fontsize=9)
+        if normalised:
+            ax = axes[1][col]
+            for b in names:
+                ax.plot(steps, _series(rows, f"select_prob/{a}/{b}"), label=b)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"selection probability, decisions of {a}", fontsize=9)
+        ax.set_xlabel("group step")
+    ax = axes[0][-1]
+    values = np.stack([_series(rows, f"agent_value/{b}") for b in names], axis=1)
+    scale = np.nanmax(np.abs(values), axis=1, keepdims=True)
+    for k, b in enumerate(names):
+        ax.plot(steps, values[:, k] / np.where(scale[:, 0] > 0, scale[:, 0], 1.0), label=b)
+    ax.set_title("agent values (group, normalised)", fontsize=9)
+    ax.set_xlabel("group step")
+    ax.legend(fontsize=7)
+    if normalised:
+        axes[1][-1].axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def write_plots(run_dir: Path) -> list[Path]:
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    learning_curves(run_dir, ax)
+    ax.set_title(f"Learning curves: {run_dir.name}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "learning_curves.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "learning_curves.png")
+
+    group_csv = run_dir / "group.csv"
+    rows = _read_csv(group_csv) if group_csv.exists() else []
+    if rows:
+        names = [k.split("/", 1)[1] for k in rows[0] if k.startswith("agent_value/")]
+        steps = np.array([float(r["group_step"]) for r in rows])
+        askers = [a for a in names if float(rows[-1][f"steps/{a}"]) > 0]
+        fig = _choice_figure(rows, names, askers, steps)
+        fig.savefig(out / "trust.png", dpi=110)
+        plt.close(fig)
+        written.append(out / "trust.png")
+
+        counts = np.array([[float(rows[-1][f"follow/{a}/{b}"]) for b in names] for a in names])
+        rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.0 * len(names) + 2))
+        im = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_xlabel("followed peer")
+        ax.set_ylabel("acting peer")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if rates[i, j] < 0.6 else "black")
+        fig.colorbar(im, ax=ax, label="share of own env steps")
+        ax.set_title("who follows whom", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / "follow_matrix.png", dpi=110)
+        plt.close(fig)
+        written.append(out / "follow_matrix.png")
+    return written
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        for p in write_plots(Path(arg)):
+            print(p)

@@ -1,0 +1,215 @@
+"""Run one group end to end: peers (started here, given as addresses, or in-process), the status
+service, the loop with a live view, periodic evaluation, checkpoints, results and plots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import pickle
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.config import RunConfig, stagger_phases, usable_cores
+from orchestrator.loop.client import PeerClient
+from orchestrator.loop.group import Group
+from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
+from orchestrator.running.inproc_client import InprocPeerClient
+from orchestrator.running.launcher import LocalPeers, PeerSpec
+from orchestrator.running.preflight import check_local_peers, learner_preset
+from orchestrator.running.progress import LiveView
+from orchestrator.running.recorder import RunRecorder, new_run_dir
+from orchestrator.running.status import StatusServicer, start_status_server
+from peerlearn.grpc_options import channel_options
+from peerlearn.security import ClientSecurity, read_tokens
+from peerlearn.settings import UserError
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    final_eval: dict[str, float]
+    group_steps: int
+    seconds: float
+    status_address: str | None
+    peer_pids: list[int]
+    plots: list[Path]
+
+
+def peer_specs(config: RunConfig, run_dir: Path) -> list[PeerSpec]:
+    def attack(i: int) -> str:
+        return config.attacks[i] if config.attacks else ""
+
+    # Colluding peer processes tell each other their suggestions through a folder of the run (attacks.py).
+    board = str(run_dir / "collusion") if any(attack(i).startswith("collude") for i in range(config.peers)) else ""
+    learner = [config.learner_of(i) for i in range(config.peers)]
+    if config.stagger_training and "train_phase" not in config.learner:
+        # the task's train_freq unless the config sets it
+        train_freq = int(config.learner.get("train_freq") or learner_preset(config, 0).train_freq)
+        for overrides, phase in zip(learner, stagger_phases(config.peers, train_freq, usable_cores()), strict=True):
+            overrides["train_phase"] = phase
+    return [PeerSpec(peer_id=f"peer-{i}", task=config.task, seed=config.seed * 1000 + i,
+                     total_steps=config.steps, role=config.role(i),
+                     checkpoint_dir=str(run_dir / "peers" / f"peer-{i}" / "checkpoints"),
+                     learner_overrides=learner[i], command=config.command(i),
+                     attack=attack(i), collude_board=board if attack(i).startswith("collude") else "",
+                     keep_checkpoints=config.keep_checkpoints, pretrained=config.pretrained_of(i),
+                     wrappers=list(config.wrappers))
+            for i in range(config.peers)]
+
+
+def inproc_clients(specs: list[PeerSpec]) -> list[PeerClient]:
+    from peer_service.peer import Peer  # only the in-process transport builds peers here
+
+    if any(s.command for s in specs):
+        raise ValueError("--transport inproc runs Python peers only; peers with a command need grpc")
+    import torch
+
+    torch.set_num_threads(1)  # one thread per peer, as in peer processes (no OpenMP spinning on busy cores)
+    return [InprocPeerClient(Peer(s.peer_config())) for s in specs]
+
+
+def client_security(config: RunConfig, index: int) -> ClientSecurity:
+    """How the orchestrator reaches peer `index` (docs/security.md)."""
+    token = None
+    if config.token_files:
+        path = config.token_files[index if len(config.token_files) > 1 else 0]
+        token = read_tokens(path, env=False)[0]
+    return ClientSecurity(tls_ca=config.tls_ca or None, tls_cert=config.tls_cert or None,
+                          tls_key=config.tls_key or None, token=token, allow_insecure=config.allow_insecure)
+
+
+def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) -> None:
+    """peers.json: address and current PID of every local peer (for users and fault tests)."""
+    table = [{"peer_id": s.peer_id, "address": a, "pid": p.pid, "restarts": r}
+             for s, a, p, r in zip(specs, local.addresses, local.processes, local.restarts, strict=True)]
+    (run_dir / "peers.json").write_text(json.dumps(table, indent=2))
+
+
+def learner_settings(config: RunConfig) -> dict[str, dict]:
+    """Every value each Python learner started here runs with (paper preset, rl-zoo3 or SB3 defaults,
+    with the run's overrides), by peer id; a pretrained peer names its zip (its settings are in it)."""
+    import dataclasses
+
+    out: dict[str, dict] = {}
+    for i in range(config.peers):
+        if config.command(i) or config.role(i) not in ("learner", "adviser"):
+            continue
+        if config.pretrained_of(i):
+            out[f"peer-{i}"] = {"pretrained": config.pretrained_of(i), "role": config.role(i)}
+            continue
+        values = dataclasses.asdict(learner_preset(config, i))
+        values["learning_rate"] = values["learning_rate"] if isinstance(values["learning_rate"], float) \
+            else repr(values["learning_rate"])  # a schedule: its rl-zoo3 spelling (lin_0.001)
+        out[f"peer-{i}"] = {k: v for k, v in values.items() if v is not None and v != {}}
+    return out
+
+
+def write_learner_settings(run_dir: Path, config: RunConfig) -> None:
+    """learners.toml: the resolved learner settings (config.toml keeps what the user set, so that a
+    resumed run resolves them again the same way)."""
+    from orchestrator.config import to_toml
+
+    settings = learner_settings(config)
+    if settings:
+        (run_dir / "learners.toml").write_text(
+            "# Every learner setting each peer runs with (peer_service/presets.py resolved them: paper preset,\n"
+            "# rl-zoo3 or SB3 defaults, then the run's overrides). Not read back: config.toml is the input.\n"
+            + to_toml(settings))
+
+
+def load_resume_state(run_dir: Path) -> dict:
+    path = run_dir / "checkpoints" / "orchestrator.pkl"
+    if not path.exists():
+        raise UserError(f"resume: expected a run folder with checkpoints/orchestrator.pkl, got {run_dir}: the run "
+                        "stopped before its first checkpoint (see checkpoint_every), so there is nothing to resume")
+    return pickle.loads(path.read_bytes())
+
+
+async def run_group(config: RunConfig, addresses: list[str] | None = None,
+                    resume_dir: Path | None = None) -> RunSummary:
+    """Run a group; with `resume_dir`, continue that run from its last checkpoint."""
+    if addresses is None:
+        check_local_peers(config)  # the peers start here: ask their code about the settings first
+    else:
+        config.validate()
+    resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
+    run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
+    recorder = RunRecorder(run_dir, config)
+    if addresses is None:
+        write_learner_settings(run_dir, config)
+    deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s, hedge_s=config.hedge_after_s)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status = StatusServicer(run_dir.name, config.steps)
+    async with AsyncExitStack() as stack:
+        pids: list[int] = []
+        if addresses is None and config.transport == "inproc":
+            clients = inproc_clients(peer_specs(config, run_dir))
+        else:
+            expected: list[str | None] = [None] * len(addresses or [])
+            if addresses is None:
+                specs = peer_specs(config, run_dir)
+                local = await stack.enter_async_context(LocalPeers(specs, run_dir / "logs"))
+                addresses, pids = local.addresses, local.all_pids
+                write_peer_table(run_dir, specs, local)
+                if config.restart_peers > 0:
+                    def restarted(index: int, code: int) -> None:
+                        write_peer_table(run_dir, specs, local)
+                        if status.group is not None:
+                            recorder.health_event(status.group, status.group.members[index],
+                                                  f"process exited ({code}) and was restarted")
+
+                    supervisor = asyncio.create_task(local.supervise(config.restart_peers, restarted))
+                    stack.callback(supervisor.cancel)
+                expected = [s.peer_id for s in specs]
+            options = channel_options(config.keepalive_s, config.keepalive_timeout_s, config.max_reconnect_backoff_s)
+            clients = [GrpcPeerClient(a, deadlines, client_security(config, i), expected_peer_id=e, options=options)
+                       for i, (a, e) in enumerate(zip(addresses, expected, strict=True))]
+        for c in clients:
+            stack.push_async_callback(c.close)
+
+        status_address = None
+        if config.status_port >= 0:
+            try:
+                server, port = await start_status_server(status, "127.0.0.1", config.status_port)
+            except RuntimeError as err:  # grpc: "Failed to bind to address ..."
+                raise UserError(f"status_port: expected a free port (or 0 = any, -1 = off), got {config.status_port}, "
+                                f"which is in use ({err})") from None
+            stack.push_async_callback(server.stop, 1.0)
+            status_address = f"127.0.0.1:{port}"
+            (run_dir / "status_address").write_text(status_address + "\n")
+
+        group: Group | None = None
+        try:  # from here on, whatever happens (Ctrl-C during start-up included), results are closed
+            group = await Group.connect(clients, config, recorder)
+            status.group = group
+            recorder.start(group, resume_state)
+            if resume_state is not None:
+                await group.restore(resume_state)
+            else:
+                await group.reset()
+            view = LiveView(config.steps, f"{run_dir.name}", enabled=config.progress, start=group.t)
+            if config.progress and status_address:
+                view.console.print(f"status: peerlearn status {status_address}    results: {run_dir}")
+            with view:
+                await group.run(config.steps, on_step=view.update)
+                view.update(group, force=True)
+            await group.checkpoint()
+        finally:
+            status.finished = True
+            plots = recorder.close(group)
+        final = {m.name: m.last_eval_return for m in group.members if not math.isnan(m.last_eval_return)}
+        summary = RunSummary(run_dir=run_dir, final_eval=final, group_steps=group.t,
+                             seconds=loop.time() - started, status_address=status_address, peer_pids=pids,
+                             plots=plots)
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"final_eval": final, "group_steps": group.t, "peer_pids": pids, "seconds": round(summary.seconds, 2),
+             "steps_per_second": round(group.steps_per_second, 2),
+             "round_seconds": {k: round(v, 3) for k, v in group.round_seconds.items()},
+             "max_step_seconds": round(group.max_step_seconds, 3),
+             "health_events": [list(e) for e in group.health.events],
+             "invalid_replies": {m.name: m.invalid_replies for m in group.members if m.invalid_replies},
+             "errors": {m.name: m.errors for m in group.members if m.errors}}, indent=2))
+        return summary

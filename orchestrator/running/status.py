@@ -1,0 +1,82 @@
+"""The orchestrator's own small gRPC service: health plus a read-only `GetStatus` snapshot, so a
+group running in containers or on other machines can be watched with `peerlearn status ADDRESS`."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from peerlearn.grpc_options import SERVER_OPTIONS
+from peerlearn.v1 import orchestrator_pb2 as pb
+from peerlearn.v1 import orchestrator_pb2_grpc
+
+if TYPE_CHECKING:
+    from orchestrator.loop.group import Group
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+
+
+def snapshot(group: Group | None, run_name: str, total_steps: int, finished: bool) -> pb.GroupStatus:
+    if group is None:
+        return pb.GroupStatus(run_name=run_name, total_steps=total_steps, finished=finished)
+    peers = []
+    for m in group.members:
+        state = "finished" if finished else group.health.state(m.index)
+        peers.append(pb.PeerStatus(
+            peer_id=m.name, state=state, steps=m.steps, last_episode_return=m.last_episode_return,
+            last_eval_return=m.last_eval_return, trust=list(m.trust), follow_counts=list(map(int, m.follow_counts)),
+            following=m.following))
+    return pb.GroupStatus(run_name=run_name, env_id=group.members[0].info.env_id, step=group.t,
+                          total_steps=total_steps, steps_per_second=group.steps_per_second,
+                          agent_values=list(group.agent_values), peers=peers, finished=finished)
+
+
+class StatusServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(self, run_name: str, total_steps: int) -> None:
+        self.group: Group | None = None
+        self.run_name = run_name
+        self.total_steps = total_steps
+        self.finished = False
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GroupStatus:
+        return snapshot(self.group, self.run_name, self.total_steps, self.finished)
+
+
+async def start_status_server(servicer: StatusServicer, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=SERVER_OPTIONS, maximum_concurrent_rpcs=16)
+    orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, bound
+
+
+def format_status(status: pb.GroupStatus) -> str:
+    """Plain-text rendering for `peerlearn status`."""
+    lines = [f"run {status.run_name}  env {status.env_id}  step {status.step}/{status.total_steps}  "
+             f"{status.steps_per_second:.1f} group steps/s  {'finished' if status.finished else 'running'}"]
+    names = [p.peer_id for p in status.peers]
+    lines.append(f"{'peer':<12}{'state':<11}{'steps':>8}{'episode':>10}{'eval':>10}  following   trust")
+    for p in status.peers:
+        following = names[p.following] if 0 <= p.following < len(names) else "-"
+        ev = "-" if math.isnan(p.last_eval_return) else f"{p.last_eval_return:.2f}"
+        ep = "-" if math.isnan(p.last_episode_return) else f"{p.last_episode_return:.2f}"
+        trust = " ".join(f"{t:.2f}" for t in p.trust)
+        lines.append(f"{p.peer_id:<12}{p.state:<11}{p.steps:>8}{ep:>10}{ev:>10}  {following:<11} {trust}")
+    if status.agent_values:
+        lines.append("agent values: " + " ".join(f"{n}={v:.2f}" for n, v in zip(names, status.agent_values,
+                                                                                  strict=False)))
+    if status.peers:
+        lines.append("who follows whom (share of own steps):")
+        for p in status.peers:
+            total = max(sum(p.follow_counts), 1)
+            lines.append(f"  {p.peer_id:<12}" + " ".join(f"{c / total:5.2f}" for c in p.follow_counts))
+    return "\n".join(lines)

@@ -1,0 +1,7 @@
+"""`python -m peerlearn.cli`: the `peerlearn` command."""
+
+import sys
+
+from peerlearn.cli import main
+
+sys.exit(main())

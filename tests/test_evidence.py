@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.config import RunConfig
 from orchestrator.loop.buffers import SuggestionBuffer
-from orchestrator.loop.evidence import draw_evidence, evidence_from_values
+from orchestrator.loop.evidence import Kind, draw_evidence, evidence_from_values
 from orchestrator.loop.group import Group
 from orchestrator.loop.trust import td_targets
 from orchestrator.running.inproc_client import InprocPeerClient
@@ -35,7 +35,7 @@ def _critic(states: np.ndarray) -> np.ndarray:
 def test_pending_draw_equals_a_draw_after_the_add(entries: int) -> None:
     """Drawing before the step's transition exists (the peer values its next state) gives the same
     entries and targets as drawing after it was stored, whether the buffer is filling, full or wrapped."""
-    capacity, batches = 60, [("trust", 10), ("agent_values", 5)]
+    capacity, batches = 60, [(Kind.TRUST, 10), (Kind.AGENT_VALUES, 5)]
     obs, nxt, reward, terminated, followed = np.full(3, 0.25), np.full(3, 0.75), 0.5, True, 2
     for seed in range(20):
         before = _filled(capacity, entries)
@@ -66,7 +66,7 @@ def test_pending_transition_is_drawn_and_its_next_state_rows_named() -> None:
     obs_now = np.full(3, 7.0)
     hits = 0
     for seed in range(200):
-        draw = draw_evidence(buf, np.random.default_rng(seed), [("trust", 10)], obs_now=obs_now)
+        draw = draw_evidence(buf, np.random.default_rng(seed), [(Kind.TRUST, 10)], obs_now=obs_now)
         assert draw is not None
         slots = draw.draws[0][1]
         pending = np.flatnonzero(slots == buf.pos)
@@ -82,10 +82,10 @@ def test_pending_transition_is_drawn_and_its_next_state_rows_named() -> None:
 
 def test_no_draw_until_the_buffer_holds_more_than_the_batch() -> None:
     buf = _filled(100, 9)
-    assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)]) is None
-    assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)], obs_now=np.zeros(3)) is None
+    assert draw_evidence(buf, np.random.default_rng(0), [(Kind.TRUST, 10)]) is None
+    assert draw_evidence(buf, np.random.default_rng(0), [(Kind.TRUST, 10)], obs_now=np.zeros(3)) is None
     buf.add(np.zeros(3), 0, 0.0, np.zeros(3), False)
-    assert draw_evidence(buf, np.random.default_rng(0), [("trust", 10)], obs_now=np.zeros(3)) is not None
+    assert draw_evidence(buf, np.random.default_rng(0), [(Kind.TRUST, 10)], obs_now=np.zeros(3)) is not None
 
 
 async def _room_group(values_in_step: bool, steps: int, suggestion_buffer: int,

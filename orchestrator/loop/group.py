@@ -28,7 +28,7 @@ import peerlearn
 from orchestrator.config import RunConfig
 from orchestrator.loop.buffers import SuggestionBuffer
 from orchestrator.loop.client import PeerCallError, PeerClient
-from orchestrator.loop.evidence import Evidence, EvidenceDraw, draw_evidence, evidence_from_values
+from orchestrator.loop.evidence import Evidence, EvidenceDraw, EvidenceLedger, Kind, draw_evidence, evidence_from_values
 from orchestrator.loop.health import HealthMonitor
 from orchestrator.loop.trust import aggregate_agent_values, choose_from, combine, normalise, softmax, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
@@ -121,8 +121,7 @@ class Group:
         self.av_batch = max(1, config.trust_batch // n)  # at least one entry per peer (docs/algorithm.md, difference 5)
         self.reputations = config.mode == "peer" and (config.use_trust or config.use_agent_values)
         self.av_rounds = 1  # agent-value updates in the current step (set per step, evidence_batches)
-        # Evidence valued inside the last Step (values_in_step peers), applied with the next step's.
-        self.pending_evidence: list[Evidence] = []
+        self.evidence = EvidenceLedger()  # evidence valued inside a Step waits there for the next step
         self.t = 0
         self.started = time.perf_counter()
         self._t_started = 0
@@ -200,8 +199,7 @@ class Group:
         # critics that trained on it (in this step's Evaluate, or inside the previous Step for
         # values_in_step peers): this is the reference's "update after every env step".
         # In member order, as one Evaluate round would give it: Step replies arrive in any order.
-        evidence = sorted(self.pending_evidence + evidence, key=lambda e: e.peer)  # stable: trust first
-        self.pending_evidence = []
+        evidence = self.evidence.take(evidence)
         self._update_reputations(evidence)
         choices = {m.index: self._choose(m, plans[m.index], suggestions, q_values.get(m.index)) for m in acting}
         await self._step_round(acting, choices)
@@ -296,12 +294,12 @@ class Group:
     def _values_in_step(self, m: Member) -> bool:
         return self.config.values_in_step and m.info.capabilities.values_in_step
 
-    def evidence_batches(self) -> list[tuple[str, int]]:
+    def evidence_batches(self) -> list[tuple[Kind, int]]:
         """What each learner draws from its suggestion buffer this step: one trust batch, and one
         agent-value batch per agent-value update of the step (`av_rounds`)."""
         cfg = self.config
-        return ([("trust", cfg.trust_batch)] if cfg.use_trust else []) + \
-            ([("agent_values", self.av_batch)] * self.av_rounds if cfg.use_agent_values else [])
+        return ([(Kind.TRUST, cfg.trust_batch)] if cfg.use_trust else []) + \
+            ([(Kind.AGENT_VALUES, self.av_batch)] * self.av_rounds if cfg.use_agent_values else [])
 
     def _update_reputations(self, evidence: list[Evidence]) -> None:
         """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
@@ -309,7 +307,7 @@ class Group:
         lr = self.config.reputation_lr
         rounds: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
         for e in evidence:
-            if e.kind == "trust":
+            if e.kind is Kind.TRUST:
                 m = self.members[e.peer]
                 m.trust = update_reputation(m.trust, e.followed, e.targets, lr)
             else:
@@ -374,8 +372,8 @@ class Group:
                 try:
                     values = check_values(result.v_values if result.v_values is not None else np.zeros(0),
                                           len(draw.v_states), "Step v_values")
-                    self.pending_evidence += evidence_from_values(draw, values, m.buffer, m.index, m.info.gamma,
-                                                                  self.config.use_advantage)
+                    self.evidence.defer(evidence_from_values(draw, values, m.buffer, m.index, m.info.gamma,
+                                                             self.config.use_advantage))
                 except WireError as err:  # the step stands; only its evidence is lost, as a bad Evaluate's
                     self._failed(m, "Step", err)
             m.obs = result.reset_observation if result.done else result.next_observation
@@ -456,7 +454,7 @@ class Group:
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
         return {"t": self.t, "rng": self.rng.bit_generator.state, "agent_values": self.agent_values.copy(),
                 "av_evidence": self.av_evidence.copy(),
-                "pending_evidence": [e.as_tuple() for e in self.pending_evidence],
+                "pending_evidence": self.evidence.state(),
                 "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
                              "trust": m.trust.copy(), "follow_counts": m.follow_counts.copy(),
                              "last_eval_return": m.last_eval_return,
@@ -485,7 +483,7 @@ class Group:
         self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
         if "av_evidence" in state:
             self.av_evidence = np.asarray(state["av_evidence"], dtype=np.float64).copy()
-        self.pending_evidence = [Evidence.from_tuple(e) for e in state.get("pending_evidence", [])]
+        self.evidence.restore(state.get("pending_evidence", []))
         for m, saved in zip(self.members, state["members"], strict=True):
             m.steps, m.trust = int(saved["steps"]), np.asarray(saved["trust"], dtype=np.float64).copy()
             m.follow_counts = np.asarray(saved["follow_counts"]).copy()

@@ -55,6 +55,21 @@ def test_grid_names_order_and_overrides(tmp_path: Path) -> None:
         grid_from_dict({"sedes": [0]})
 
 
+def test_modes_pick_conditions_of_a_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--modes with a grid runs only the named conditions (in the grid's order); a name the grid does
+    not have is a user error (exit 2, one line naming the grid's conditions)."""
+    from peerlearn.cli import main
+
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(GRID.format(out=tmp_path / "sweep"))
+    assert main(["sweep", "--grid", str(grid_file), "--modes", "single", "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[1].rsplit("/", 1)[1] for line in listed] == ["room-3-single-s0", "room-3-single-s1"]
+    assert main(["sweep", "--grid", str(grid_file), "--modes", "single,random", "--list"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "modes: expected conditions of" in err[0] and "(peer, single), got 'random'" in err[0]
+
+
 def test_tiny_sweep_end_to_end_resumes_and_reports(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     grid_file = tmp_path / "grid.toml"

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import MODES, RunConfig
+from peerlearn.settings import UserError
 
 
 @dataclass
@@ -299,7 +300,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", help="TOML grid file (base, tasks, seeds, conditions, out, transport)")
     p.add_argument("--tasks", help="comma-separated tasks (instead of a grid file)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    p.add_argument("--modes", help=f"comma-separated conditions from {', '.join(MODES)} (no grid file)")
+    p.add_argument("--modes", help=f"comma-separated conditions: without a grid file from {', '.join(MODES)}; "
+                   "with one, the names of its conditions to run (default: all of them)")
     p.add_argument("--peers", type=int, help="peers per group")
     p.add_argument("--jobs", type=int, default=1, help="groups run at the same time (default 1)")
     p.add_argument(
@@ -319,6 +321,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _pick_conditions(grid: Grid, path: str, names: list[str]) -> list[Condition]:
+    """The grid's conditions named by --modes, in the grid's order (e.g. the claims' runs first)."""
+    known = [c.name for c in grid.conditions]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"modes: expected conditions of {path} ({', '.join(known)}), got {unknown[0]!r}")
+    return [c for c in grid.conditions if c.name in names]
+
+
 def main(args: argparse.Namespace, base: RunConfig) -> int:
     """`peerlearn sweep`: `base` holds --config/flag settings (they override the grid's base)."""
     if args.grid:
@@ -328,6 +339,8 @@ def main(args: argparse.Namespace, base: RunConfig) -> int:
         grid.base = RunConfig.from_dict({**grid.base.to_dict(), **flags})
         if args.out:
             grid.out = args.out
+        if args.modes:
+            grid.conditions = _pick_conditions(grid, args.grid, [m for m in args.modes.split(",") if m])
     else:
         if args.peers is not None:
             base.peers = args.peers

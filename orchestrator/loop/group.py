@@ -29,7 +29,7 @@ from orchestrator.config import RunConfig
 from orchestrator.loop.buffers import SuggestionBuffer
 from orchestrator.loop.client import PeerCallError, PeerClient
 from orchestrator.loop.evidence import Evidence, EvidenceDraw, EvidenceLedger, Kind, draw_evidence, evidence_from_values
-from orchestrator.loop.health import HealthMonitor
+from orchestrator.loop.health import BANNED, EJECTED, HealthMonitor
 from orchestrator.loop.trust import aggregate_agent_values, choose_from, combine, normalise, softmax, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.tensors import WireError, spaces_equal
@@ -494,7 +494,7 @@ class Group:
     # ------------------------------------------------------------------ health
     def _health_event(self, index: int, what: str) -> None:
         m = self.members[index]
-        if what.startswith(("ejected", "banned")):  # out of the loop: it follows nobody
+        if self.health.state(index) in (EJECTED, BANNED):  # out of the loop: it follows nobody
             m.following = NOBODY
         if self.recorder is not None:
             self.recorder.health_event(self, m, what)

@@ -27,17 +27,25 @@ single=(--agent-count 1 --use-advantage False --T 0 --sample-from-suggestions Fa
 run() {  # condition seed
   local condition=$1 seed=$2 extra
   if [ "$condition" = peer ]; then extra=("${peer[@]}"); else extra=("${single[@]}"); fi
+  local lock="$out/$condition-s$seed.lock"
   [ -s "$out/$condition-s$seed.csv" ] && return 0   # resumable: finished runs are skipped,
-  mkdir "$out/$condition-s$seed.lock" 2>/dev/null || return 0   # and runs another invocation holds
+  # and runs another live invocation holds. A lock whose owner is gone (the session that held it was
+  # killed) is stale: its run starts again from scratch, as the authors' code cannot resume.
+  if [ -d "$lock" ] && ! kill -0 "$(cat "$lock/pid" 2>/dev/null || echo none)" 2>/dev/null; then
+    rm -rf "$lock"
+  fi
+  mkdir "$lock" 2>/dev/null || return 0
+  echo "$BASHPID" > "$lock/pid"
   rm -f "$out/$condition-s$seed.csv.part"
   "$python" "$here/run_exact_eval.py" "$authors" "$out/$condition-s$seed.csv.part" -- \
     --save-name "room21-$condition" --job_id "$seed" --seed "$seed" "${common[@]}" "${extra[@]}" \
     > "$out/$condition-s$seed.log" 2>&1
   mv "$out/$condition-s$seed.csv.part" "$out/$condition-s$seed.csv"
-  rmdir "$out/$condition-s$seed.lock"
+  rm -rf "$lock"
 }
-for condition in peer single; do
-  for seed in $seeds; do
+# Seed-major order, so that a budget cut short leaves as many peer runs as single runs.
+for seed in $seeds; do
+  for condition in peer single; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
     run "$condition" "$seed" &
   done

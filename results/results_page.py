@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,16 +201,21 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
     import matplotlib.pyplot as plt
 
     series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    group_sizes: set[int] = set()
     for folder in ex.folders:
         for run_dir in find_runs([ROOT / folder]) if (ROOT / folder).exists() else []:
             path = run_dir / "group.csv"
-            if not path.exists() or run_dir.name.split("-s")[0].endswith(("single", "random", "early")):
+            # Only the trust-based choice: single agents choose nothing, random and early advice ignore
+            # the softmax they still log.
+            config = run_dir / "config.toml"
+            if not path.exists() or tomllib.loads(config.read_text()).get("mode", "peer") != "peer":
                 continue
             with path.open() as f:
                 rows = list(csv.DictReader(f))
             if not rows or not any(k.startswith("select_prob/") for k in rows[0]):
                 continue
             names = sorted({k.split("/")[1] for k in rows[0] if k.startswith("select_prob/")})
+            group_sizes.add(len(names))
             steps, other = [], []
             for r in rows:
                 per_asker = [sum(float(r[f"select_prob/{a}/{b}"]) for b in names if b != a)
@@ -233,11 +239,22 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
     out = ROOT / "results" / ex.key / "selection.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)
+    whole = [float(np.mean(v)) for _, v in series.values()]
     late = [float(np.mean(v[s >= 0.75 * s.max()])) for s, v in series.values()]
+    # A uniform choice among n candidates (the asker itself included) picks another peer (n-1)/n of the time.
+    uniform = ", ".join(f"{(n - 1) / n:.2f} for {n} peers" for n in sorted(group_sizes))
+    near_uniform = group_sizes == {2} and all(abs(x - 0.5) < 0.05 for x in whole + late)
+    reading = ("\n\nA choice this close to uniform is what random advice does by design (a coin flip between "
+               "the 2 peers at each decision), and it is how to read the peer-vs-random row: in a group of two "
+               "learners of the same kind, the critic, trust and agent values (each divided by its largest "
+               "absolute value over the candidates, so near-equal scores give near-equal weights) hardly "
+               "separate the peers. The setting where the choice has something to separate is the adversary "
+               "section (a scripted adviser that leads away from the goal)." if near_uniform else "")
     return (f"\n![selection probability](../results/{ex.key}/selection.png)\n\nProbability that a "
             f"learner's softmax picks *another* peer, mean over its decisions in each 500-step window (one "
-            f"line per run). Over the last quarter of each run: {', '.join(f'{x:.2f}' for x in late)} "
-            f"(a uniform choice between 2 peers gives 0.50).\n")
+            f"line per run). Over each whole run: {', '.join(f'{x:.2f}' for x in whole)}; over its last "
+            f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives "
+            f"{uniform}).{reading}\n")
 
 
 def adversary_share_plot(runs: list[RunData], key: str, n: int = 3) -> str:

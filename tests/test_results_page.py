@@ -47,3 +47,34 @@ def test_a_section_without_runs_says_so(page) -> None:  # noqa: ANN001
     ex = page.Experiment(key="none", title="Nothing yet", intro="", commands=["cmd"], folders=["results/none/runs"],
                          expected=["a", "b"], order=["peer"])
     assert "**Not run yet**: 0 of 2 runs." in page.section(2, ex)
+
+
+def _selection_run(runs: Path, name: str, mode: str, p_other: list[float], peers: int = 2) -> None:
+    """A run folder with only what the selection paragraph reads: config.toml's mode and group.csv's
+    select_prob columns (each learner picks each other peer with p_other[row] / (peers - 1))."""
+    d = runs / name
+    d.mkdir(parents=True)
+    (d / "config.toml").write_text(f'mode = "{mode}"\npeers = {peers}\n')
+    names = [f"peer-{i}" for i in range(peers)]
+    header = ["group_step"] + [f"select_prob/{a}/{b}" for a in names for b in names]
+    rows = [[500 * (k + 1)] + [(1 - p) if a == b else p / (peers - 1) for a in names for b in names]
+            for k, p in enumerate(p_other)]
+    (d / "group.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+
+
+def test_selection_paragraph_reads_only_the_trust_choice_with_chance_from_the_group_size(page, tmp_path: Path) -> None:  # noqa: ANN001
+    runs = tmp_path / "results" / "sel" / "runs"
+    _selection_run(runs, "room-21-peer-s0", "peer", [0.48, 0.50, 0.49, 0.51])
+    # a single agent and random advice log a softmax too, but choose nothing by it: left out
+    _selection_run(runs, "room-21-single-s0", "single", [0.0, 0.0, 0.0, 0.0], peers=1)
+    _selection_run(runs, "room-21-random-s0", "random", [0.9, 0.9, 0.9, 0.9])
+    (tmp_path / "results" / "sel").mkdir(exist_ok=True)
+    ex = page.Experiment(key="sel", title="t", intro="", commands=[], folders=["results/sel/runs"], expected=[],
+                         order=["peer"])
+    text = page.selection_over_time([], ex)
+    assert "Over each whole run: 0.49; over its last quarter: 0.50 (a uniform choice gives 0.50 for 2 peers)" in text
+    assert "coin flip" in text  # near-uniform with 2 peers: the reading of the peer-vs-random row follows
+    # a choice that separates the peers gets no such reading, and 3 peers have their own chance level
+    _selection_run(runs, "room-21-peer-s1", "peer", [0.2, 0.2, 0.2, 0.2], peers=3)
+    text = page.selection_over_time([], ex)
+    assert "0.50 for 2 peers, 0.67 for 3 peers" in text and "coin flip" not in text

@@ -355,8 +355,9 @@ percentile CI from a stratified bootstrap (rliable's definitions, `orchestrator/
 pairs) with a bootstrap CI; the verdict is *holds* when the whole CI is above 1/2 and an exact
 one-sided rank-sum test (Mann-Whitney U) agrees at the 5% level, *does not hold* in the mirror case,
 *undecided* otherwise. The test is there because a bootstrap of 2-3 runs that happen to agree gives a
-CI of [1, 1]: a verdict needs enough runs for the exact test to reach 5% at all (4 against 4, or 5
-against 3, at the least). An *undecided* is not evidence of no effect. Verdicts on a grid with
+CI of [1, 1]: a verdict needs enough runs for the exact test to reach 5% at all (its smallest p is
+1 / C(n+m, n) for n against m runs: 3 against 4 gives 0.029, 2 against 5 gives 0.048, 3 against 3 only
+0.050, which is not below 5%). An *undecided* is not evidence of no effect. Verdicts on a grid with
 missing runs are interim: they are read again, by the same rule, as runs come in.
 
 Scale: the paper trains 1,000,000 steps per peer; a 2-core machine runs a 2-peer Room-21 group at

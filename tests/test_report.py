@@ -165,3 +165,7 @@ def test_probability_of_improvement_and_verdict() -> None:
     assert rank_sum_p(np.array([4.0, 5, 6]), np.array([1.0, 2, 3])) == 1 / 20
     assert verdict(np.array([4.0, 5, 6]), np.array([1.0, 2, 3]), reps=500) == "undecided"
     assert verdict(np.array([5.0, 6, 7, 8]), np.array([1.0, 2, 3, 4]), reps=500) == "holds"  # p = 1/70
+    # the smallest sizes that can decide, as docs/results.md states them: 3 vs 4 (1/35), 5 vs 2 (1/21)
+    assert verdict(np.array([5.0, 6, 7]), np.array([1.0, 2, 3, 4]), reps=500) == "holds"
+    assert rank_sum_p(np.array([3.0, 4, 5, 6, 7]), np.array([1.0, 2])) == 1 / 21
+    assert verdict(np.array([3.0, 4, 5, 6, 7]), np.array([1.0, 2]), reps=500) == "holds"

@@ -89,7 +89,8 @@ def verdict(x: np.ndarray, y: np.ndarray, reps: int = 2000, alpha: float = 0.05)
     """The claim "X beats Y": holds when the 95% bootstrap CI of P(X > Y) lies above 1/2 and the exact
     rank-sum test says so at level alpha; does not hold in the mirror case; undecided otherwise. The
     test guards the bootstrap with few runs (2 vs 2 runs that all agree give a CI of [1, 1], which
-    means little): at least 4 runs a side are needed before anything is decided."""
+    means little): the test's smallest p is 1 / C(n+m, n), so nothing is decided below 3 against 4 or
+    2 against 5 runs (3 against 3 gives 0.05, not below alpha)."""
     lo, hi = improvement_ci(x, y, reps=reps)
     if math.isnan(lo):
         return "undecided"

@@ -14,7 +14,7 @@ echo 10 > /proc/self/autogroup 2>/dev/null || true
 runs=${1:-runs}
 peerlearn=${PEERLEARN:-.venv/bin/peerlearn}
 if [ $# -ge 3 ]; then
-  EXACT_EVERY=10000 nice -n 10 results/authors-code/run.sh "$2" "$3" "$runs/authors-120k" 1 120000 "0 1 2" &
+  EXACT_EVERY=10000 nice -n 10 results/authors-code/run.sh "$2" "$3" "$runs/authors-120k" 1 120000 "0 1 2 3 4" &
   authors=$!
 fi
 if ! .venv/bin/python -c "import rl_zoo3" 2>/dev/null; then

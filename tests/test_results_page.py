@@ -78,3 +78,17 @@ def test_selection_paragraph_reads_only_the_trust_choice_with_chance_from_the_gr
     _selection_run(runs, "room-21-peer-s1", "peer", [0.2, 0.2, 0.2, 0.2], peers=3)
     text = page.selection_over_time([], ex)
     assert "0.50 for 2 peers, 0.67 for 3 peers" in text and "coin flip" not in text
+
+
+def test_an_extended_grid_keeps_its_first_reading(page, tmp_path: Path) -> None:  # noqa: ANN001
+    runs = tmp_path / "results" / "ext" / "runs"
+    for seed in range(5):
+        _fake_run(runs, f"room-21-a-s{seed}", seed, {"peer-0": [0, 10 + seed, 10], "peer-1": [0, 10, 10]})
+        _fake_run(runs, f"room-21-b-s{seed}", seed, {"peer-0": [0, 1, 1], "peer-1": [0, 1, 1]})
+    ex = page.Experiment(key="ext", title="t", intro="", commands=["cmd"], folders=["results/ext/runs"],
+                         expected=[f"room-21-{c}-s{s}" for c in "ab" for s in range(5)], order=["a", "b"],
+                         claims=[("a", "b", "a beats b")], first_seeds=[0, 1, 2])
+    text = page.section(1, ex)
+    main, first = text.split("The first reading, seeds 0, 1, 2 only:")
+    assert "| a beats b | a vs b | 5 vs 5 |" in main and "**holds**" in main
+    assert "| a beats b | a vs b | 3 vs 3 | 1.00 [1.00, 1.00] | 0.050 | **undecided** |" in first

@@ -182,22 +182,55 @@ def load(ex: Experiment) -> list[RunData]:
     return [r for r in runs if r.condition in ex.order]
 
 
-def claims_table(ex: Experiment, runs: list[RunData]) -> str:
+@dataclass
+class ClaimRow:
+    """One claim read on one experiment's runs: the cells of its row in the claims tables."""
+
+    text: str
+    pair: str  # "X vs Y"
+    runs: str  # "n vs m"
+    improvement: str  # P(X > Y) [95% CI], or "-"
+    p: str
+    verdict: str  # holds / does not hold / undecided / no verdict yet (too few runs)
+
+
+def claim_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
     by_condition: dict[str, np.ndarray] = {}
     for c in ex.order:
         by_condition[c] = np.array([r.avg_return() for r in runs if r.condition == c])
-    lines = ["| claim | X vs Y | runs | P(X > Y), paper metric [95% CI] | rank-sum p | verdict |",
-             "|---|---|---|---|---|---|"]
+    rows = []
     for x, y, text in ex.claims:
         a, b = by_condition.get(x, np.zeros(0)), by_condition.get(y, np.zeros(0))
         if a.size < 2 or b.size < 2:
-            lines.append(f"| {text} | {x} vs {y} | {a.size} vs {b.size} | - | - | no verdict yet (too few runs) |")
+            rows.append(ClaimRow(text, f"{x} vs {y}", f"{a.size} vs {b.size}", "-", "-",
+                                 "no verdict yet (too few runs)"))
             continue
         p = probability_of_improvement(a, b)
         lo, hi = improvement_ci(a, b)
-        lines.append(f"| {text} | {x} vs {y} | {a.size} vs {b.size} | {p:.2f} [{lo:.2f}, {hi:.2f}] "
-                     f"| {rank_sum_p(a, b):.3f} | **{verdict(a, b)}** |")
+        rows.append(ClaimRow(text, f"{x} vs {y}", f"{a.size} vs {b.size}", f"{p:.2f} [{lo:.2f}, {hi:.2f}]",
+                             f"{rank_sum_p(a, b):.3f}", verdict(a, b)))
+    return rows
+
+
+def bold_verdict(row: ClaimRow) -> str:
+    return row.verdict if row.verdict.startswith("no verdict") else f"**{row.verdict}**"
+
+
+def claims_table(rows: list[ClaimRow]) -> str:
+    lines = ["| claim | X vs Y | runs | P(X > Y), paper metric [95% CI] | rank-sum p | verdict |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r.text} | {r.pair} | {r.runs} | {r.improvement} | {r.p} | {bold_verdict(r)} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str:
+    """Every claim of every section in one table, so that a reader sees the state of the evidence first."""
+    lines = ["| claim | section | X vs Y | runs | verdict |", "|---|---|---|---|---|"]
+    for number, ex, complete, rows in read:
+        where = f"{number} (`{ex.key}`)" + ("" if complete else ", interim")
+        lines += [f"| {r.text} | {where} | {r.pair} | {r.runs} | {bold_verdict(r)} |" for r in rows]
+    return ("**The claims at a glance** (the verdicts of the sections below; *interim* where the grid still has "
+            "missing runs):\n\n" + "\n".join(lines) + "\n\n")
 
 
 def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
@@ -314,7 +347,9 @@ def adversary_onset(runs: list[RunData], n: int = 3) -> str:
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
-def section(number: int, ex: Experiment) -> str:
+def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool, list[ClaimRow]]] | None = None
+            ) -> str:
+    """The experiment's section of the page; its claims are also appended to `read` (for the summary)."""
     runs = load(ex)
     have = {r.name for r in runs}
     missing = [name for name in ex.expected if name not in have]
@@ -324,10 +359,13 @@ def section(number: int, ex: Experiment) -> str:
     out = ROOT / "results" / ex.key
     write_csvs(runs, out)
     table = report(runs, out, order=ex.order, plots=True)
-    text += table + "\n" + claims_table(ex, runs)
+    rows = claim_rows(ex, runs)
+    if read is not None and rows:
+        read.append((number, ex, not missing, rows))
+    text += table + "\n" + claims_table(rows)
     if ex.first_seeds and any(r.seed not in ex.first_seeds for r in runs):
         text += (f"\nThe first reading, seeds {', '.join(map(str, ex.first_seeds))} only:\n\n"
-                 + claims_table(ex, [r for r in runs if r.seed in ex.first_seeds]))
+                 + claims_table(claim_rows(ex, [r for r in runs if r.seed in ex.first_seeds])))
     text += f"\n![learning curves](../results/{ex.key}/learning_curves.png)\n"
     if ex.key == "room21-adversary-60k":
         text += "\nThe adversary's share per run (10 windows of the run):\n\n" + adversary_onset(runs)
@@ -429,11 +467,12 @@ def status_table() -> str:
 
 
 def main() -> None:
-    text = HEADER + "\n" + status_table()
+    read: list[tuple[int, Experiment, bool, list[ClaimRow]]] = []
+    sections = ""
     for k, ex in enumerate(EXPERIMENTS, start=1):
         print(f"{ex.key}...")
-        text += section(k, ex)
-    text += old_results() + "\n" + FOOTER
+        sections += section(k, ex, read)
+    text = HEADER + "\n" + status_table() + at_a_glance(read) + sections + old_results() + "\n" + FOOTER
     PAGE.write_text(text)
     print(f"wrote {PAGE.relative_to(ROOT)}")
 

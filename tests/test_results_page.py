@@ -88,7 +88,10 @@ def test_an_extended_grid_keeps_its_first_reading(page, tmp_path: Path) -> None:
     ex = page.Experiment(key="ext", title="t", intro="", commands=["cmd"], folders=["results/ext/runs"],
                          expected=[f"room-21-{c}-s{s}" for c in "ab" for s in range(5)], order=["a", "b"],
                          claims=[("a", "b", "a beats b")], first_seeds=[0, 1, 2])
-    text = page.section(1, ex)
+    read: list = []
+    text = page.section(1, ex, read)
     main, first = text.split("The first reading, seeds 0, 1, 2 only:")
+    # the summary at the top of the page carries the main reading, complete grid: not interim
+    assert "| a beats b | 1 (`ext`) | a vs b | 5 vs 5 | **holds** |" in page.at_a_glance(read)
     assert "| a beats b | a vs b | 5 vs 5 |" in main and "**holds**" in main
     assert "| a beats b | a vs b | 3 vs 3 | 1.00 [1.00, 1.00] | 0.050 | **undecided** |" in first

@@ -173,3 +173,39 @@ def test_nice_workers_are_nice_against_other_sessions() -> None:
     proc = subprocess.run(["cat", "/proc/self/autogroup"], start_new_session=True, capture_output=True, text=True,
                           preexec_fn=lambda: nice_session(7), timeout=10)
     assert proc.stdout.strip().endswith("nice 7"), proc.stdout
+
+
+def test_a_run_another_sweep_holds_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two sweeps on one grid: a run the other holds is neither resumed twice nor deleted (a run cut off
+    before its first checkpoint would otherwise be started again from an empty folder); --list names the
+    holder; once the holder is gone (its lock dies with it) the run is taken."""
+    from orchestrator.experiments.sweep import hold_run
+    from peerlearn.cli import main
+
+    out = tmp_path / "sweep"
+    grid = tmp_path / "grid.toml"
+    text = GRID.format(out=out).replace("seeds = [0, 1]", "seeds = [0]").replace("steps = 60", "steps = 30")
+    grid.write_text(text.split("[conditions.single]")[0])
+    live = out / "room-3-peer-s0"
+    (live / "peers").mkdir(parents=True)
+    (live / "peers" / "marker").write_text("the other sweep's run")
+    # the other sweep: a child process holding the run's lock, as a sweep and its worker do
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from orchestrator.experiments.sweep import hold_run; "
+         f"assert isinstance(hold_run(Path({str(out)!r}), 'room-3-peer-s0'), int); print('held', flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert main(["sweep", "--grid", str(grid)]) == 0
+        printed = capsys.readouterr().out
+        assert "1 left to another sweep" in printed and f"held by another sweep (pid {holder.pid})" in printed
+        assert (live / "peers" / "marker").exists() and not (live / "summary.json").exists()
+        main(["sweep", "--grid", str(grid), "--list"])
+        assert f"running (pid {holder.pid})" in capsys.readouterr().out
+        assert hold_run(out, "room-3-peer-s0") == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["sweep", "--grid", str(grid)]) == 0
+    assert (live / "summary.json").exists() and "1 ran" in capsys.readouterr().out

@@ -9,7 +9,9 @@ the deterministic name `<task>-<condition>-s<seed>` under `out`; a run is *finis
 `summary.json` exists. Rerunning the same command skips finished runs and continues a run that was
 cut off (a killed session, Ctrl-C, a reboot) from its last checkpoint (`checkpoint_every` group
 steps; `peerlearn run --resume`); a run cut off before its first checkpoint starts again from
-scratch. `--list` shows where every run stands. With `results` (grid key or `--results DIR`), each
+scratch. `--list` shows where every run stands. Two sweeps started on the same grid (a second
+session, a second terminal) share it: each run is held by the sweep that took it and by its worker
+(`hold_run`, a kernel lock that dies with its holder), and the other leaves it alone. With `results` (grid key or `--results DIR`), each
 run's small result files (config.toml, summary.json, group.csv, every peer's evaluations.csv) are
 copied to `DIR/runs/<name>/` the moment it finishes, a folder `peerlearn report` reads like the run
 itself: commit it and the run's numbers are kept, whatever happens to the run folder.
@@ -29,6 +31,7 @@ gives the same run name.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
 import os
@@ -142,6 +145,26 @@ def checkpointed_step(run_dir: Path) -> int | None:
         return None
 
 
+def hold_run(out: Path, name: str) -> int | str:
+    """Take run `name` for this sweep: an open file descriptor holding an exclusive lock on
+    `out/.<name>.lock`, or the PID of the live sweep or worker that holds it. The lock is the kernel's
+    (flock), so a sweep or worker that dies releases it and no stale lock is left; the worker inherits
+    the descriptor, so a run stays held while its worker runs even if the sweep that started it was
+    killed. Without it, a second sweep on the same grid would resume a live run a second time, or delete
+    the folder of one that has no checkpoint yet."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        return holder
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 RESULT_FILES = ("config.toml", "summary.json", "group.csv", "peers/*/evaluations.csv")
 
 
@@ -178,7 +201,8 @@ def run_grid(
     results: str = "",
 ) -> dict[str, str]:
     """Run every unfinished config, `jobs` groups at a time, continuing cut-off runs from their last
-    checkpoint; returns {name: ok|skipped|failed (...)}."""
+    checkpoint; returns {name: ok|skipped|held by another sweep (...)|failed (...)}. A run another
+    sweep holds (`hold_run`) is left alone."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -191,6 +215,7 @@ def run_grid(
     outcome: dict[str, str] = {}
     todo = []
     resume: set[str] = set()
+    held: dict[str, int] = {}  # lock descriptors of the runs this sweep took
     for c in configs:
         run_dir = Path(c.out) / c.name
         if is_finished(run_dir):
@@ -198,13 +223,18 @@ def run_grid(
             if results:
                 collect_results(run_dir, Path(results))
             continue
+        lock = hold_run(Path(c.out), c.name)
+        if isinstance(lock, str):
+            outcome[c.name] = f"held by another sweep (pid {lock})"
+            continue
+        held[c.name] = lock
         if checkpointed_step(run_dir) is not None:
             resume.add(c.name)  # cut off after a checkpoint: continue from it
         elif run_dir.exists():
             shutil.rmtree(run_dir)  # cut off before its first checkpoint: start again under the same name
         todo.append(c)
     total = sum(c.steps for c in configs)
-    done_steps = sum(c.steps for c in configs if outcome.get(c.name) == "skipped")
+    done_steps = sum(c.steps for c in configs if c.name in outcome)
     running: dict[str, tuple[subprocess.Popen, RunConfig, Path]] = {}
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -239,8 +269,11 @@ def run_grid(
                     proc = subprocess.Popen(
                         cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True,
                         preexec_fn=(lambda: nice_session(nice)) if nice else None,
+                        pass_fds=(held[c.name],),  # the worker holds the run too (see hold_run)
                     )
                     log.close()
+                    os.ftruncate(held[c.name], 0)  # the holder a second sweep names: the worker
+                    os.pwrite(held[c.name], str(proc.pid).encode(), 0)
                     running[c.name] = (proc, c, spec)
                 for name, (proc, c, spec) in list(running.items()):
                     if proc.poll() is None:
@@ -252,6 +285,7 @@ def run_grid(
                     )
                     if ok and results:
                         collect_results(Path(c.out) / name, Path(results))
+                    os.close(held.pop(name))
                     done_steps += c.steps
                     spec.unlink(missing_ok=True)
                     if progress:
@@ -269,6 +303,8 @@ def run_grid(
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            for fd in held.values():
+                os.close(fd)
     return outcome
 
 
@@ -367,15 +403,23 @@ def main(args: argparse.Namespace, base: RunConfig) -> int:
             at = checkpointed_step(run_dir)
             state = "done   " if is_finished(run_dir) else (
                 f"partial (from step {at})" if at is not None else "todo   ")
+            if not is_finished(run_dir) and (Path(c.out) / f".{c.name}.lock").exists():
+                lock = hold_run(Path(c.out), c.name)
+                if isinstance(lock, str):
+                    state += f", running (pid {lock})"
+                else:
+                    os.close(lock)
             print(f"{state}  {c.out}/{c.name}  ({c.steps} steps)")
         return 0
     outcome = run_grid(configs, jobs=args.jobs, nice=args.nice, results=grid.results)
     failed = [k for k, v in outcome.items() if v.startswith("failed")]
+    held = [k for k, v in outcome.items() if v.startswith("held")]
     print(
         f"{len(configs)} runs: {sum(v == 'ok' for v in outcome.values())} ran, "
-        f"{sum(v == 'skipped' for v in outcome.values())} already finished, {len(failed)} failed"
+        f"{sum(v == 'skipped' for v in outcome.values())} already finished, "
+        + (f"{len(held)} left to another sweep, " if held else "") + f"{len(failed)} failed"
     )
-    for k in failed:
+    for k in held + failed:
         print(f"  {k}: {outcome[k]}")
     return 1 if failed else 0
 

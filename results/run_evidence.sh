@@ -3,6 +3,8 @@
 # session, after a reboot) until every grid is done. Finished runs are skipped, cut-off runs continue
 # from their last checkpoint, every finished run's CSVs land in results/<experiment>/runs/ (commit
 # them as they come). The authors' code runs beside it when its checkout and venv are given.
+# Starting it while an earlier one still runs is safe: every run (ours and the authors') is held by
+# one invocation, and the other skips it.
 # Usage (repository root): results/run_evidence.sh [RUNS_DIR [AUTHORS_CHECKOUT AUTHORS_PYTHON]]
 #   RUNS_DIR: where run folders and checkpoints go (default runs/; keep it outside the checkout if
 #   the checkout may be laid anew between sessions).

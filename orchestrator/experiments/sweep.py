@@ -11,7 +11,8 @@ cut off (a killed session, Ctrl-C, a reboot) from its last checkpoint (`checkpoi
 steps; `peerlearn run --resume`); a run cut off before its first checkpoint starts again from
 scratch. `--list` shows where every run stands. Two sweeps started on the same grid (a second
 session, a second terminal) share it: each run is held by the sweep that took it and by its worker
-(`hold_run`, a kernel lock that dies with its holder), and the other leaves it alone. With `results` (grid key or `--results DIR`), each
+(`hold_run`, a kernel lock that dies with its holder), and the other leaves it alone. With `results`
+(grid key or `--results DIR`), each
 run's small result files (config.toml, summary.json, group.csv, every peer's evaluations.csv) are
 copied to `DIR/runs/<name>/` the moment it finishes, a folder `peerlearn report` reads like the run
 itself: commit it and the run's numbers are kept, whatever happens to the run folder.

@@ -27,21 +27,18 @@ single=(--agent-count 1 --use-advantage False --T 0 --sample-from-suggestions Fa
 run() {  # condition seed
   local condition=$1 seed=$2 extra
   if [ "$condition" = peer ]; then extra=("${peer[@]}"); else extra=("${single[@]}"); fi
-  local lock="$out/$condition-s$seed.lock"
   [ -s "$out/$condition-s$seed.csv" ] && return 0   # resumable: finished runs are skipped,
-  # and runs another live invocation holds. A lock whose owner is gone (the session that held it was
-  # killed) is stale: its run starts again from scratch, as the authors' code cannot resume.
-  if [ -d "$lock" ] && ! kill -0 "$(cat "$lock/pid" 2>/dev/null || echo none)" 2>/dev/null; then
-    rm -rf "$lock"
-  fi
-  mkdir "$lock" 2>/dev/null || return 0
-  echo "$BASHPID" > "$lock/pid"
+  # and runs another live invocation holds: a kernel lock (flock, as peerlearn sweep's), held by this
+  # subshell and inherited by the run; it dies with its holder, so a killed session leaves no stale lock
+  # and its run starts again from scratch (the authors' code cannot resume).
+  exec 9>"$out/.$condition-s$seed.lock"
+  flock -n 9 || return 0
+  [ -s "$out/$condition-s$seed.csv" ] && return 0   # finished while this one waited for the lock
   rm -f "$out/$condition-s$seed.csv.part"
   "$python" "$here/run_exact_eval.py" "$authors" "$out/$condition-s$seed.csv.part" -- \
     --save-name "room21-$condition" --job_id "$seed" --seed "$seed" "${common[@]}" "${extra[@]}" \
     > "$out/$condition-s$seed.log" 2>&1
   mv "$out/$condition-s$seed.csv.part" "$out/$condition-s$seed.csv"
-  rm -rf "$lock"
 }
 # Seed-major order, so that a budget cut short leaves as many peer runs as single runs.
 for seed in $seeds; do

@@ -169,3 +169,14 @@ def test_probability_of_improvement_and_verdict() -> None:
     assert verdict(np.array([5.0, 6, 7]), np.array([1.0, 2, 3, 4]), reps=500) == "holds"
     assert rank_sum_p(np.array([3.0, 4, 5, 6, 7]), np.array([1.0, 2])) == 1 / 21
     assert verdict(np.array([3.0, 4, 5, 6, 7]), np.array([1.0, 2]), reps=500) == "holds"
+
+
+def test_holm_adjustment_by_hand() -> None:
+    from orchestrator.experiments.stats import holm
+
+    # family of 4 (the NaN is not a member): 4 x 0.005, 3 x 0.01, 2 x 0.03, then 0.04 raised to 0.06
+    adjusted = holm([0.01, 0.04, 0.03, math.nan, 0.005])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and adjusted[4] == pytest.approx(0.02)
+    assert math.isnan(adjusted[3])
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
+    assert holm([]) == []

@@ -92,6 +92,22 @@ def test_an_extended_grid_keeps_its_first_reading(page, tmp_path: Path) -> None:
     text = page.section(1, ex, read)
     main, first = text.split("The first reading, seeds 0, 1, 2 only:")
     # the summary at the top of the page carries the main reading, complete grid: not interim
-    assert "| a beats b | 1 (`ext`) | a vs b | 5 vs 5 | **holds** |" in page.at_a_glance(read)
+    assert "| a beats b | 1 (`ext`) | a vs b | 5 vs 5 | **holds** | 0.004 | 0.004 |" in page.at_a_glance(read)
     assert "| a beats b | a vs b | 5 vs 5 |" in main and "**holds**" in main
     assert "| a beats b | a vs b | 3 vs 3 | 1.00 [1.00, 1.00] | 0.050 | **undecided** |" in first
+
+
+def test_the_summary_adjusts_the_paper_claims_for_their_number(page) -> None:  # noqa: ANN001
+    ex = page.Experiment(key="k", title="t", intro="", commands=[], folders=[], expected=[], order=[])
+    row = page.ClaimRow
+    rows = [row("x beats y", "x vs y", "5 vs 5", "-", "0.008", "holds", 0.008),
+            row("(not a claim) code A vs code B", "a vs b", "5 vs 5", "-", "0.004", "holds", 0.004),
+            row("x beats z", "x vs z", "5 vs 5", "-", "0.274", "undecided", 0.274),
+            row("x beats w", "x vs w", "5 vs 0", "-", "-", "no verdict yet (too few runs)")]
+    text = page.at_a_glance([(1, ex, True, rows)])
+    # a family of 2: 2 x 0.008, then 0.274; the code comparison and the row without runs are not members
+    assert "| x beats y | 1 (`k`) | x vs y | 5 vs 5 | **holds** | 0.008 | 0.016 |" in text
+    assert "| x beats z | 1 (`k`) | x vs z | 5 vs 5 | **undecided** | 0.274 | 0.274 |" in text
+    assert "| (not a claim) code A vs code B | 1 (`k`) | a vs b | 5 vs 5 | **holds** | 0.004 | - |" in text
+    assert "| x beats w | 1 (`k`) | x vs w | 5 vs 0 | no verdict yet (too few runs) | - | - |" in text
+    assert "for all 2 (rows in parentheses" in text and "1 of the 2 pass it" in text

@@ -111,3 +111,26 @@ def test_the_summary_adjusts_the_paper_claims_for_their_number(page) -> None:  #
     assert "| (not a claim) code A vs code B | 1 (`k`) | a vs b | 5 vs 5 | **holds** | 0.004 | - |" in text
     assert "| x beats w | 1 (`k`) | x vs w | 5 vs 0 | no verdict yet (too few runs) | - | - |" in text
     assert "for all 2 (rows in parentheses" in text and "1 of the 2 pass it" in text
+
+
+def test_each_section_says_where_its_learner_settings_came_from(page, tmp_path: Path) -> None:  # noqa: ANN001
+    runs = tmp_path / "results" / "src" / "runs"
+    zoo = '[peer-0]\nalgo = "SAC"\nsource = "rl-zoo3"\n[peer-1]\nalgo = "SAC"\nsource = "rl-zoo3"\n'
+    for seed in range(3):
+        _fake_run(runs, f"room-21-peer-s{seed}", seed, {"peer-0": [0, 1, 1], "peer-1": [0, 1, 1]})
+        _fake_run(runs, f"room-21-single-s{seed}", seed, {"peer-0": [0, 1, 1]})
+        if seed:  # seed 0 of each: collected before the sweep kept learners.toml
+            (runs / f"room-21-peer-s{seed}" / "learners.toml").write_text(zoo)
+            # one single-agent run ran where rl-zoo3 was missing: the line shows the mix
+            source = "sb3-defaults" if seed == 2 else "rl-zoo3"
+            (runs / f"room-21-single-s{seed}" / "learners.toml").write_text(
+                f'[peer-0]\nalgo = "SAC"\nsource = "{source}"\n')
+    ex = page.Experiment(key="src", title="t", intro="", commands=[], folders=["results/src/runs"], expected=[],
+                         order=["peer", "single"])
+    line = page.learner_settings_line(ex, page.load(ex))
+    assert line == ("Learner settings, as the runs' learners.toml records them (source and algorithm): "
+                    "peer: rl-zoo3 (SAC); single: rl-zoo3 (SAC), sb3-defaults (SAC); "
+                    "not recorded for 2 runs (collected before the sweep kept it).\n")
+    for learners in runs.glob("*/learners.toml"):
+        learners.unlink()
+    assert page.learner_settings_line(ex, page.load(ex)) == ""  # nothing recorded: nothing said

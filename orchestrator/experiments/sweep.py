@@ -12,10 +12,10 @@ steps; `peerlearn run --resume`); a run cut off before its first checkpoint star
 scratch. `--list` shows where every run stands. Two sweeps started on the same grid (a second
 session, a second terminal) share it: each run is held by the sweep that took it and by its worker
 (`hold_run`, a kernel lock that dies with its holder), and the other leaves it alone. With `results`
-(grid key or `--results DIR`), each
-run's small result files (config.toml, summary.json, group.csv, every peer's evaluations.csv) are
-copied to `DIR/runs/<name>/` the moment it finishes, a folder `peerlearn report` reads like the run
-itself: commit it and the run's numbers are kept, whatever happens to the run folder.
+(grid key or `--results DIR`), each run's small result files (config.toml, learners.toml,
+summary.json, group.csv, every peer's evaluations.csv) are copied to `DIR/runs/<name>/` the moment it
+finishes, a folder `peerlearn report` reads like the run itself: commit it and the run's numbers are
+kept, whatever happens to the run folder.
 
 Every group runs in its own worker process (`python -m orchestrator.experiments.sweep --one CONFIG.json`), so
 SB3's process-global RNGs make each run deterministic and a crash costs only that run. The
@@ -166,7 +166,9 @@ def hold_run(out: Path, name: str) -> int | str:
     return fd
 
 
-RESULT_FILES = ("config.toml", "summary.json", "group.csv", "peers/*/evaluations.csv")
+# learners.toml: the learner settings the run resolved (paper preset, rl-zoo3 or SB3 defaults), which
+# depend on what was installed when it ran; config.toml holds only what the user set.
+RESULT_FILES = ("config.toml", "learners.toml", "summary.json", "group.csv", "peers/*/evaluations.csv")
 
 
 def collect_results(run_dir: Path, results: Path) -> Path:

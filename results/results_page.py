@@ -41,6 +41,7 @@ class Experiment:
     # Seeds of a first reading that was later extended with more seeds: its verdicts stay on the page,
     # so that a reader sees what the extension changed.
     first_seeds: list[int] = field(default_factory=list)
+    label: str = ""  # a few words for the README's summary table (default: the key)
 
 
 def grid_runs(grid: str) -> list[str]:
@@ -55,6 +56,7 @@ EXPERIMENTS = [
     Experiment(
         key="room21-120k",
         title="Room-21, 2 DQN peers, 120,000 env steps per peer, beside the authors' code",
+        label="Room-21, 120k steps",
         intro=(
             "peerlearn's four conditions (peer learning, single agent, random advice, early advising with "
             "advice for the first 50% of the budget) and the authors' code (kramerlab/PeerLearning cc4d51d, "
@@ -77,7 +79,7 @@ EXPERIMENTS = [
             ("peer", "single", "peer learning beats a single agent"),
             ("peer", "random", "trust-based choice beats random advice"),
             ("peer", "early", "peer learning beats early advising"),
-            ("authors-peer", "authors-single", "the same claim, the authors' code"),
+            ("authors-peer", "authors-single", "peer learning beats a single agent (the authors' code)"),
             ("peer", "authors-peer", "(not a claim) peerlearn's peer learning vs the authors'"),
             ("single", "authors-single", "(not a claim) peerlearn's single DQN vs the authors'"),
         ],
@@ -85,6 +87,7 @@ EXPERIMENTS = [
     Experiment(
         key="room21-compat",
         title="Room-21 at 120,000 steps, the authors'-code-compatible condition",
+        label="Room-21, compatible settings",
         intro=(
             "The designed differences that are settings, switched to the authors' choices for peers and "
             "single agent alike: DQN greedy after warm-up (exploration_initial_eps = exploration_final_eps "
@@ -100,6 +103,7 @@ EXPERIMENTS = [
     Experiment(
         key="room21-av-rate",
         title="Agent-value update rate: per env step (the authors') vs per group step",
+        label="Room-21, agent-value rate",
         intro=(
             "The authors' code updates the agent values after every env step of every peer; peerlearn did "
             "it once per group step until December 2026 (N times slower with N acting peers). Default now: "
@@ -114,6 +118,7 @@ EXPERIMENTS = [
     Experiment(
         key="room21-adversary-60k",
         title="The adversary setting (`DQN DQN Adversarial`), 60,000 env steps per peer",
+        label="Room-21 with an adversary, 60k steps",
         intro=(
             "Two DQN learners and a scripted adviser that walks toward the mirrored goal; the paper's claim "
             "is that trust learns to ignore it. N = 3, so an adviser followed by chance gets 1/N of the "
@@ -126,23 +131,26 @@ EXPERIMENTS = [
         order=["adversarial", "adversarial_mean", "single"],
         claims=[
             ("adversarial", "single", "a group with an adversary still beats a single agent"),
-            ("adversarial_mean", "single", "the same with the paper's pooled-mean agent values"),
+            ("adversarial_mean", "single", "the same, with the paper's pooled-mean agent values"),
         ],
     ),
     Experiment(
         key="room21-group-size-30k",
         title="Group size on Room-21: N = 2, 4, 8 at 30,000 env steps per peer",
+        label="Room-21, group size, 30k steps",
         intro="Advantage off, as in the paper's group-size study; a single DQN at the same budget.",
         commands=["peerlearn sweep --grid configs/experiments/room21-group-size-30k.toml --jobs 2 --nice 10"],
         folders=["results/room21-group-size-30k/runs"],
         expected=grid_runs("configs/experiments/room21-group-size-30k.toml"),
         order=["N2", "N4", "N8", "single"],
-        claims=[("N4", "N2", "a larger group learns better (4 vs 2)"), ("N8", "N4", "(8 vs 4)"),
+        claims=[("N4", "N2", "a larger group learns better (4 vs 2)"),
+                ("N8", "N4", "a larger group learns better (8 vs 4)"),
                 ("N2", "single", "2 peers beat a single agent")],
     ),
     Experiment(
         key="pendulum-10k",
         title="Pendulum-v1 (a task the paper did not use), 2 SAC peers, 10,000 env steps per peer",
+        label="Pendulum-v1, 10k steps",
         intro=(
             "Peer learning vs a single SAC vs random advice, and a mixed SAC + TD3 group (the authors' "
             "--mix-agents) beside the pure SAC group. No paper preset: rl-zoo3's tuned hyper-parameters "
@@ -166,6 +174,7 @@ EXPERIMENTS = [
     Experiment(
         key="hopper-20k",
         title="Hopper-v5, 4 SAC peers vs a single SAC, 20,000 env steps per peer (small)",
+        label="Hopper-v5, 20k steps",
         intro=(
             "2% of the paper's budget: a check that the method runs and what it does early on MuJoCo, "
             "not a test of the paper's Hopper result. 10 evaluation episodes every 5,000 own steps."
@@ -200,7 +209,7 @@ class ClaimRow:
     @property
     def is_paper_claim(self) -> bool:
         """Rows marked "(not a claim)" compare two codes, "(A/B)" two settings: not the paper's claims."""
-        return not self.text.startswith("(")
+        return not self.text.startswith(("(not a claim)", "(A/B)"))
 
 
 def claim_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
@@ -258,6 +267,37 @@ def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str
             f"(every run of X above every run of Y), which the adjustment raises to as much as {k}/252 = "
             f"{k / 252:.3f}: at these seed counts only a near-complete separation passes, and more seeds are "
             "what would let the claims hold together.\n\n")
+
+
+README = ROOT / "README.md"
+README_BEGIN = "<!-- results: written by results/results_page.py from the committed runs -->"
+README_END = "<!-- /results -->"
+
+
+def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str:
+    """The paper's claims as the page reads them now, for the README: the answer to "does it work?"
+    where a reader lands, generated with the page so that it is never a number copied by hand."""
+    rows = [(number, ex, complete, r) for number, ex, complete, rs in read for r in rs if r.is_paper_claim]
+    adjusted = holm([r.p_value for *_, r in rows])
+    lines = ["| the paper's claim | experiment | runs | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
+    for number, ex, complete, r in rows:
+        where = f"{ex.label or ex.key} (§{number}{'' if complete else ', interim'})"
+        lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} |")
+    passing = sum(p < 0.05 for p in adjusted if not math.isnan(p))
+    counted = sum(not math.isnan(p) for p in adjusted)
+    return (f"{README_BEGIN}\n" + "\n".join(lines) + "\n\n"
+            "Each verdict reads its claim on its own (holds: the bootstrap CI of P(X > Y) above 1/2 and an exact "
+            f"rank-sum test at 5%); adjusted for the {counted} claim{'' if counted == 1 else 's'} together (Holm), "
+            f"{passing} pass{'es' if passing == 1 else ''}. "
+            f"*Interim*: the grid still has runs to make.\n{README_END}")
+
+
+def update_readme(text: str, block: str) -> str:
+    """README text with its results block replaced (the markers stay); unchanged if it has none."""
+    if README_BEGIN not in text or README_END not in text:
+        return text
+    head, rest = text.split(README_BEGIN, 1)
+    return head + block + rest.split(README_END, 1)[1]
 
 
 def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
@@ -532,6 +572,9 @@ def main() -> None:
     text = HEADER + "\n" + status_table() + at_a_glance(read) + sections + old_results() + "\n" + FOOTER
     PAGE.write_text(text)
     print(f"wrote {PAGE.relative_to(ROOT)}")
+    if README.exists():
+        README.write_text(update_readme(README.read_text(), readme_block(read)))
+        print(f"updated {README.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,21 @@ def test_each_section_says_where_its_learner_settings_came_from(page, tmp_path: 
     for learners in runs.glob("*/learners.toml"):
         learners.unlink()
     assert page.learner_settings_line(ex, page.load(ex)) == ""  # nothing recorded: nothing said
+
+
+def test_the_readme_block_is_rewritten_from_the_claims_and_nothing_else(page) -> None:  # noqa: ANN001
+    ex = page.Experiment(key="k", title="t", intro="", commands=[], folders=[], expected=[], order=[], label="Room")
+    row = page.ClaimRow
+    rows = [row("x beats y", "x vs y", "5 vs 5", "0.96 [0.84, 1.00]", "0.008", "holds", 0.008),
+            row("(not a claim) code A vs code B", "a vs b", "5 vs 5", "-", "0.004", "holds", 0.004),
+            row("(A/B) rate A vs rate B", "a vs b", "5 vs 3", "-", "0.2", "undecided", 0.2)]
+    block = page.readme_block([(1, ex, False, rows)])
+    assert "| x beats y | Room (§1, interim) | 5 vs 5 | 0.96 [0.84, 1.00] | **holds** |" in block
+    assert "code A" not in block and "rate A" not in block  # only the paper's claims
+    assert "adjusted for the 1 claim together (Holm), 1 passes" in block
+    readme = f"# title\n\nbefore\n{page.README_BEGIN}\nold table\n{page.README_END}\nafter\n"
+    updated = page.update_readme(readme, block)
+    assert updated.startswith("# title\n\nbefore\n" + page.README_BEGIN)
+    assert updated.endswith(page.README_END + "\nafter\n")
+    assert "old table" not in updated and "| x beats y |" in updated
+    assert page.update_readme("no markers\n", block) == "no markers\n"

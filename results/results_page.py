@@ -300,22 +300,41 @@ def update_readme(text: str, block: str) -> str:
     return head + block + rest.split(README_END, 1)[1]
 
 
-def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
-    """Mean probability, over a learner's decisions, of choosing another peer, per group.csv row,
-    averaged over learners; one line per run (select_prob columns, runs since December 2026)."""
-    import matplotlib
+@dataclass
+class Selection:
+    """A trust-choice run's selection probabilities (group.csv's select_prob columns, runs since
+    December 2026): prob[a][b][k] = mean probability that asker a chose adviser b over its decisions
+    in the window ending at steps[k] (NaN where a made no decision)."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    run: str
+    steps: np.ndarray
+    names: list[str]
+    prob: dict[str, dict[str, np.ndarray]]
 
-    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    group_sizes: set[int] = set()
+    @property
+    def askers(self) -> list[str]:
+        return [a for a in self.names if not np.all(np.isnan(self.prob[a][a]))]
+
+    def other(self) -> np.ndarray:
+        """Per window, the probability of choosing another peer than oneself, averaged over askers."""
+        per_asker = [1.0 - self.prob[a][a] for a in self.askers]
+        return np.nanmean(per_asker, axis=0)
+
+    def share(self, late: float = 0.75) -> dict[str, float]:
+        """Per adviser, the probability of being chosen over the windows from `late` of the run on,
+        averaged over askers: who the group follows, whoever asks."""
+        window = self.steps >= late * self.steps.max()
+        return {b: float(np.nanmean([np.nanmean(self.prob[a][b][window]) for a in self.askers]))
+                for b in self.names}
+
+
+def selections(ex: Experiment) -> list[Selection]:
+    """The selection probabilities of the section's trust-choice runs (single agents choose nothing,
+    random and early advice ignore the softmax they still log)."""
+    found = []
     for folder in ex.folders:
         for run_dir in find_runs([ROOT / folder]) if (ROOT / folder).exists() else []:
-            path = run_dir / "group.csv"
-            # Only the trust-based choice: single agents choose nothing, random and early advice ignore
-            # the softmax they still log.
-            config = run_dir / "config.toml"
+            path, config = run_dir / "group.csv", run_dir / "config.toml"
             if not path.exists() or tomllib.loads(config.read_text()).get("mode", "peer") != "peer":
                 continue
             with path.open() as f:
@@ -323,21 +342,25 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
             if not rows or not any(k.startswith("select_prob/") for k in rows[0]):
                 continue
             names = sorted({k.split("/")[1] for k in rows[0] if k.startswith("select_prob/")})
-            group_sizes.add(len(names))
-            steps, other = [], []
-            for r in rows:
-                per_asker = [sum(float(r[f"select_prob/{a}/{b}"]) for b in names if b != a)
-                             for a in names if r.get(f"select_prob/{a}/{a}")]
-                if per_asker:
-                    steps.append(float(r["group_step"]))
-                    other.append(float(np.mean(per_asker)))
-            if steps:
-                series[run_dir.name] = (np.array(steps), np.array(other))
-    if not series:
+            prob = {a: {b: np.array([float(r[f"select_prob/{a}/{b}"] or "nan") for r in rows]) for b in names}
+                    for a in names}
+            found.append(Selection(run_dir.name, np.array([float(r["group_step"]) for r in rows]), names, prob))
+    return sorted(found, key=lambda sel: sel.run)
+
+
+def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
+    """P(choose another peer) over time, one line per run, and who is chosen by peer (selection_by_peer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = [sel for sel in selections(ex) if sel.askers]
+    if not found:
         return ""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for name, (s, v) in sorted(series.items()):
-        ax.plot(s, v, lw=1, label=name)
+    for sel in found:
+        ax.plot(sel.steps, sel.other(), lw=1, label=sel.run)
     ax.set_xlabel("group step (= env steps per peer)")
     ax.set_ylabel("P(choose another peer), per decision")
     ax.set_ylim(0, 1)
@@ -347,22 +370,62 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
     out = ROOT / "results" / ex.key / "selection.png"
     fig.savefig(out, dpi=90)
     plt.close(fig)
-    whole = [float(np.mean(v)) for _, v in series.values()]
-    late = [float(np.mean(v[s >= 0.75 * s.max()])) for s, v in series.values()]
+    whole = [float(np.nanmean(sel.other())) for sel in found]
+    late = [float(np.nanmean(sel.other()[sel.steps >= 0.75 * sel.steps.max()])) for sel in found]
     # A uniform choice among n candidates (the asker itself included) picks another peer (n-1)/n of the time.
-    uniform = ", ".join(f"{(n - 1) / n:.2f} for {n} peers" for n in sorted(group_sizes))
-    near_uniform = group_sizes == {2} and all(abs(x - 0.5) < 0.05 for x in whole + late)
-    reading = ("\n\nA choice this close to uniform is what random advice does by design (a coin flip between "
-               "the 2 peers at each decision), and it is how to read the peer-vs-random row: in a group of two "
-               "learners of the same kind, the critic, trust and agent values (each divided by its largest "
-               "absolute value over the candidates, so near-equal scores give near-equal weights) hardly "
-               "separate the peers. The setting where the choice has something to separate is the adversary "
-               "section (a scripted adviser that leads away from the goal)." if near_uniform else "")
+    sizes = sorted({len(sel.names) for sel in found})
+    uniform = ", ".join(f"{(n - 1) / n:.2f} for {n} peers" for n in sizes)
     return (f"\n![selection probability](../results/{ex.key}/selection.png)\n\nProbability that a "
             f"learner's softmax picks *another* peer, mean over its decisions in each 500-step window (one "
             f"line per run). Over each whole run: {', '.join(f'{x:.2f}' for x in whole)}; over its last "
-            f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives "
-            f"{uniform}).{reading}\n")
+            f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives {uniform}).\n"
+            + selection_by_peer(runs, found))
+
+
+def selection_by_peer(runs: list[RunData], found: list[Selection], late: float = 0.75) -> str:
+    """Who the group chooses, by peer, beside how good each learner is over the same last quarter.
+    Self-or-other hides it: agent values are the group's, so both learners favour the same peer, which
+    is one learner's own suggestion and the other's peer's, and the two averages cancel."""
+    by_name = {r.name: r for r in runs}
+    lines = ["| run | chosen, last quarter (mean over askers) | learner's eval return, last quarter | the group "
+             "leans to the best learner |", "|---|---|---|---|"]
+    tally = {"yes": 0, "no": 0, "no preference": 0}
+    for sel in found:
+        share = sel.share(late)
+        run = by_name.get(sel.run)
+        returns = {}
+        if run is not None:
+            for peer, (steps, values) in run.curves.items():
+                returns[peer] = float(np.mean(values[steps >= late * steps.max()]))
+        learners = [b for b in sel.names if b in returns]
+        verdict = "-"
+        if len(learners) >= 2:
+            by_return = sorted(learners, key=lambda b: returns[b], reverse=True)
+            by_share = sorted(learners, key=lambda b: share[b], reverse=True)
+            # Learners within 1 return unit of each other (Room-21's optimum is 85.99) count as equal:
+            # nothing to pick between, and a near-uniform choice is then the right one. A lead in
+            # the choice under 0.05 counts as none.
+            if returns[by_return[0]] - returns[by_return[1]] < 1.0:
+                verdict = "equal learners"
+            elif share[by_share[0]] - share[by_share[1]] < 0.05:
+                verdict = "no preference"
+            else:
+                verdict = "yes" if by_share[0] == by_return[0] else "no"
+            tally[verdict] = tally.get(verdict, 0) + 1
+        chosen_text = ", ".join(f"{b} {share[b]:.2f}" for b in sel.names)
+        returns_text = ", ".join(f"{b} {returns[b]:.1f}" for b in learners) or "-"
+        lines.append(f"| {sel.run} | {chosen_text} | {returns_text} | {verdict} |")
+    differ = tally["yes"] + tally["no"] + tally["no preference"]
+    return ("\nWho is chosen, by peer: the probability of each peer being chosen over the last quarter of the "
+            "run, whoever asks, beside each learner's mean evaluation return over the same quarter. Agent "
+            "values are the group's, so both learners lean towards the same peer; for one of them that is its "
+            "own suggestion and for the other another peer's, which is why the self-or-other average above "
+            "stays near uniform even where the choice is not.\n\n" + "\n".join(lines) + "\n\n"
+            f"In {differ} of {len(found)} runs the best learner leads the next by a return of 1 or more over the "
+            f"last quarter; in {tally['yes']} of those the group leans to it (a lead in the choice of 0.05 or "
+            f"more), in {tally['no']} to another learner, in {tally['no preference']} to none. Where the learners "
+            "are equal a near-uniform choice is the right one, and random advice makes it by design: the trust "
+            "choice can gain over random advice only in runs where they differ.\n")
 
 
 def adversary_share_plot(runs: list[RunData], key: str, n: int = 3) -> str:

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.test_report import _fake_run
@@ -49,16 +50,21 @@ def test_a_section_without_runs_says_so(page) -> None:  # noqa: ANN001
     assert "**Not run yet**: 0 of 2 runs." in page.section(2, ex)
 
 
-def _selection_run(runs: Path, name: str, mode: str, p_other: list[float], peers: int = 2) -> None:
+def _selection_run(runs: Path, name: str, mode: str, p_other: list[float], peers: int = 2,
+                   matrix: dict[tuple[str, str], float] | None = None) -> None:
     """A run folder with only what the selection paragraph reads: config.toml's mode and group.csv's
-    select_prob columns (each learner picks each other peer with p_other[row] / (peers - 1))."""
+    select_prob columns (each learner picks each other peer with p_other[row] / (peers - 1), or with
+    matrix[asker, adviser] in each of 4 rows)."""
     d = runs / name
     d.mkdir(parents=True)
     (d / "config.toml").write_text(f'mode = "{mode}"\npeers = {peers}\n')
     names = [f"peer-{i}" for i in range(peers)]
     header = ["group_step"] + [f"select_prob/{a}/{b}" for a in names for b in names]
-    rows = [[500 * (k + 1)] + [(1 - p) if a == b else p / (peers - 1) for a in names for b in names]
-            for k, p in enumerate(p_other)]
+    if matrix is not None:
+        rows = [[500 * (k + 1)] + [matrix[a, b] for a in names for b in names] for k in range(4)]
+    else:
+        rows = [[500 * (k + 1)] + [(1 - p) if a == b else p / (peers - 1) for a in names for b in names]
+                for k, p in enumerate(p_other)]
     (d / "group.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
 
 
@@ -73,11 +79,46 @@ def test_selection_paragraph_reads_only_the_trust_choice_with_chance_from_the_gr
                          order=["peer"])
     text = page.selection_over_time([], ex)
     assert "Over each whole run: 0.49; over its last quarter: 0.50 (a uniform choice gives 0.50 for 2 peers)" in text
-    assert "coin flip" in text  # near-uniform with 2 peers: the reading of the peer-vs-random row follows
-    # a choice that separates the peers gets no such reading, and 3 peers have their own chance level
+    assert "| room-21-peer-s0 | peer-0 0.50, peer-1 0.50 | - | - |" in text  # no evaluations given: no reading
+    assert "random-s0" not in text and "single-s0" not in text
+    # 3 peers have their own chance level
     _selection_run(runs, "room-21-peer-s1", "peer", [0.2, 0.2, 0.2, 0.2], peers=3)
     text = page.selection_over_time([], ex)
-    assert "0.50 for 2 peers, 0.67 for 3 peers" in text and "coin flip" not in text
+    assert "0.50 for 2 peers, 0.67 for 3 peers" in text
+
+
+def _two_learners(name: str, returns: tuple[float, float]):  # type: ignore[no-untyped-def]
+    from orchestrator.experiments.rundata import RunData
+
+    steps = np.array([0.0, 1000, 2000, 3000, 4000])
+    curves = {p: (steps, np.array([0, 0, 0, r, r])) for p, r in zip(("peer-0", "peer-1"), returns, strict=True)}
+    return RunData(name=name, task="room-21", condition="peer", seed=0, peers=2, steps=4000, curves=curves)
+
+
+def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: Path) -> None:  # noqa: ANN001
+    """Both learners leaning to peer-1 average to 0.5 as self-or-other; by peer it is 0.7, and it is
+    set beside the learners' returns: the better one, an equal pair, no lead in the choice."""
+    runs = tmp_path / "results" / "who" / "runs"
+    lean = {("peer-0", "peer-0"): 0.3, ("peer-0", "peer-1"): 0.7, ("peer-1", "peer-0"): 0.3, ("peer-1", "peer-1"): 0.7}
+    even = {k: 0.5 for k in lean}
+    _selection_run(runs, "room-21-peer-s0", "peer", [], matrix=lean)
+    _selection_run(runs, "room-21-peer-s1", "peer", [], matrix=lean)
+    _selection_run(runs, "room-21-peer-s2", "peer", [], matrix=even)
+    _selection_run(runs, "room-21-peer-s3", "peer", [], matrix=lean)
+    (tmp_path / "results" / "who").mkdir(exist_ok=True)
+    ex = page.Experiment(key="who", title="t", intro="", commands=[], folders=["results/who/runs"], expected=[],
+                         order=["peer"])
+    data = [_two_learners("room-21-peer-s0", (60.0, 80.0)), _two_learners("room-21-peer-s1", (80.0, 80.5)),
+            _two_learners("room-21-peer-s2", (60.0, 80.0)), _two_learners("room-21-peer-s3", (80.0, 60.0))]
+    text = page.selection_over_time(data, ex)
+    assert "over its last quarter: 0.50, 0.50, 0.50, 0.50" in text  # self-or-other hides the lean
+    assert "| room-21-peer-s0 | peer-0 0.30, peer-1 0.70 | peer-0 60.0, peer-1 80.0 | yes |" in text
+    assert "| room-21-peer-s1 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 80.5 | equal learners |" in text
+    assert "| room-21-peer-s2 | peer-0 0.50, peer-1 0.50 | peer-0 60.0, peer-1 80.0 | no preference |" in text
+    assert "| room-21-peer-s3 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 60.0 | no |" in text
+    assert "In 3 of 4 runs the best learner leads" in text
+    assert ("in 1 of those the group leans to it (a lead in the choice of 0.05 or more), in 1 to another learner, "
+            "in 1 to none") in text
 
 
 def test_an_extended_grid_keeps_its_first_reading(page, tmp_path: Path) -> None:  # noqa: ANN001

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.experiments.decisions import COMPONENTS, read_summary
 from orchestrator.experiments.report import markdown_table, report
 from orchestrator.experiments.rundata import RunData, find_runs, group_runs, load_run, read_csvs, write_csvs
 from orchestrator.experiments.stats import holm, improvement_ci, probability_of_improvement, rank_sum_p, verdict
@@ -310,6 +311,7 @@ class Selection:
     steps: np.ndarray
     names: list[str]
     prob: dict[str, dict[str, np.ndarray]]
+    folder: Path
 
     @property
     def askers(self) -> list[str]:
@@ -344,7 +346,8 @@ def selections(ex: Experiment) -> list[Selection]:
             names = sorted({k.split("/")[1] for k in rows[0] if k.startswith("select_prob/")})
             prob = {a: {b: np.array([float(r[f"select_prob/{a}/{b}"] or "nan") for r in rows]) for b in names}
                     for a in names}
-            found.append(Selection(run_dir.name, np.array([float(r["group_step"]) for r in rows]), names, prob))
+            found.append(Selection(run_dir.name, np.array([float(r["group_step"]) for r in rows]), names, prob,
+                                   run_dir))
     return sorted(found, key=lambda sel: sel.run)
 
 
@@ -379,7 +382,7 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
             f"learner's softmax picks *another* peer, mean over its decisions in each 500-step window (one "
             f"line per run). Over each whole run: {', '.join(f'{x:.2f}' for x in whole)}; over its last "
             f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives {uniform}).\n"
-            + selection_by_peer(runs, found))
+            + selection_by_peer(runs, found) + component_spreads(found))
 
 
 def selection_by_peer(runs: list[RunData], found: list[Selection], late: float = 0.75) -> str:
@@ -426,6 +429,41 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
             f"more), in {tally['no']} to another learner, in {tally['no preference']} to none. Where the learners "
             "are equal a near-uniform choice is the right one, and random advice makes it by design: the trust "
             "choice can gain over random advice only in runs where they differ.\n")
+
+
+def component_spreads(found: list[Selection], late: float = 0.75) -> str:
+    """What moves the choice: per run, how far apart each normalised component puts the candidates of
+    a decision (largest minus smallest; each lies in [-1, 1]), mean over the last quarter's decisions,
+    from the run's decisions_summary.csv (orchestrator/experiments/decisions.py)."""
+    lines = ["| run | critic | trust | agent value | most likely candidate's probability |", "|---|---|---|---|---|"]
+    spreads: dict[str, list[float]] = {c: [] for c in COMPONENTS}
+    for sel in found:
+        rows = read_summary(sel.folder)
+        if not rows:
+            continue
+        end = max(int(r["group_step"]) for r in rows)
+        rows = [r for r in rows if int(r["group_step"]) > late * end]
+        weight = np.array([float(r["decisions"]) for r in rows])
+        cells = []
+        for c in (*COMPONENTS, "top_probability"):
+            key = c if c == "top_probability" else f"spread_{c}"
+            values = np.array([float(r[key]) if r[key] else np.nan for r in rows])
+            mean = float(np.sum(values * weight) / weight.sum()) if not np.isnan(values).any() else math.nan
+            cells.append("off" if math.isnan(mean) else f"{mean:.3f}")
+            if c in spreads and not math.isnan(mean):
+                spreads[c].append(mean)
+        lines.append(f"| {sel.run} | " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        return ""
+    reading = ""
+    if spreads["critic"] and max(spreads["critic"]) < 0.01 and max(spreads["trust"] + spreads["agent_values"]) > 0.05:
+        reading = (" The critic hardly moves the choice: its spread stays below 0.01 in every run (the suggestions "
+                   "are the same action, or the asker's Q-values of them differ by a small fraction of their size, "
+                   "and each is divided by the largest). Trust and agent values are what separate the candidates.")
+    return ("\nWhat moves the choice: how far apart each normalised component puts a decision's candidates "
+            "(largest minus smallest; each lies in [-1, 1] and the three are added before the softmax), mean over "
+            "the last quarter's decisions, from each run's decisions_summary.csv." + reading + "\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def adversary_share_plot(runs: list[RunData], key: str, n: int = 3) -> str:

@@ -180,3 +180,32 @@ def test_holm_adjustment_by_hand() -> None:
     assert math.isnan(adjusted[3])
     assert holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1
     assert holm([]) == []
+
+
+def test_decision_log_summary_per_window_and_asker(tmp_path: Path) -> None:
+    """decisions_summary.csv: per window of log_every group steps and asker, the mean spread of each
+    normalised component over a decision's candidates and the mean top probability, by hand."""
+    from orchestrator.experiments.decisions import read_summary, summarise, write_summary
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text("log_every = 10\n")
+    header = "group_step,peer,candidate,critic,trust,agent_values,probability,followed\n"
+    rows = [  # two decisions of peer-0 in window 10, one of peer-1; one decision in window 20 with trust off
+        "1,peer-0,peer-0,1,1,0.5,0.6,1", "1,peer-0,peer-1,0.9,0.5,1,0.4,0",
+        "1,peer-1,peer-0,1,1,1,0.5,0", "1,peer-1,peer-1,1,1,1,0.5,1",
+        "10,peer-0,peer-0,1,1,1,0.3,0", "10,peer-0,peer-1,0.7,0.9,1,0.7,1",
+        "11,peer-0,peer-0,-1,,1,0.8,1", "11,peer-0,peer-1,1,,1,0.2,0",
+    ]
+    (run / "decisions.csv").write_text(header + "\n".join(rows) + "\n")
+    summary = summarise(run / "decisions.csv", window=10)
+    assert [(r["group_step"], r["asker"], r["decisions"]) for r in summary] == [
+        ("10", "peer-0", "2"), ("10", "peer-1", "1"), ("20", "peer-0", "1")]
+    first = summary[0]
+    assert float(first["spread_critic"]) == pytest.approx((0.1 + 0.3) / 2)
+    assert float(first["spread_trust"]) == pytest.approx((0.5 + 0.1) / 2)
+    assert float(first["spread_agent_values"]) == pytest.approx(0.5 / 2)
+    assert float(first["top_probability"]) == pytest.approx((0.6 + 0.7) / 2)
+    assert summary[2]["spread_trust"] == "" and float(summary[2]["spread_critic"]) == 2.0  # trust off: empty
+    assert write_summary(run, tmp_path / "kept") and read_summary(tmp_path / "kept") == summary
+    assert not write_summary(tmp_path / "kept", tmp_path / "none")  # no decisions.csv (a single agent)

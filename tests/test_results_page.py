@@ -193,3 +193,20 @@ def test_the_readme_block_is_rewritten_from_the_claims_and_nothing_else(page) ->
     assert updated.endswith(page.README_END + "\nafter\n")
     assert "old table" not in updated and "| x beats y |" in updated
     assert page.update_readme("no markers\n", block) == "no markers\n"
+
+
+def test_what_moves_the_choice_from_the_kept_decision_summaries(page, tmp_path: Path) -> None:  # noqa: ANN001
+    runs = tmp_path / "results" / "moves" / "runs"
+    even = {(a, b): 0.5 for a in ("peer-0", "peer-1") for b in ("peer-0", "peer-1")}
+    _selection_run(runs, "room-21-peer-s0", "peer", [], matrix=even)
+    # 4 windows; the last quarter is the last window only (weights: its decisions)
+    lines = ["group_step,asker,decisions,spread_critic,spread_trust,spread_agent_values,top_probability"]
+    lines += [f"{500 * k},peer-{a},10,0.5,0.9,0.9,0.9" for k in (1, 2, 3) for a in (0, 1)]
+    lines += ["2000,peer-0,30,0.002,0.2,0.4,0.6", "2000,peer-1,10,0.006,0.6,0.4,0.8"]
+    (runs / "room-21-peer-s0" / "decisions_summary.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "results" / "moves").mkdir(exist_ok=True)
+    ex = page.Experiment(key="moves", title="t", intro="", commands=[], folders=["results/moves/runs"], expected=[],
+                         order=["peer"])
+    text = page.selection_over_time([], ex)
+    assert "| room-21-peer-s0 | 0.003 | 0.300 | 0.400 | 0.650 |" in text
+    assert "The critic hardly moves the choice" in text

@@ -158,8 +158,8 @@ def test_a_cut_off_run_continues_from_its_checkpoint_and_results_are_collected(t
 
     kept = results / "runs" / "room-3-peer-s0"
     assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()) == [
-        "config.toml", "group.csv", "learners.toml", "peers/peer-0/evaluations.csv", "peers/peer-1/evaluations.csv",
-        "summary.json"]
+        "config.toml", "decisions_summary.csv", "group.csv", "learners.toml", "peers/peer-0/evaluations.csv",
+        "peers/peer-1/evaluations.csv", "summary.json"]
     assert 'out = "runs/sweep"' in (kept / "config.toml").read_text()  # no path of this machine in the result
     loaded = load_run(kept)
     assert loaded is not None and loaded.avg_return() == load_run(run_dir).avg_return()

@@ -13,9 +13,10 @@ scratch. `--list` shows where every run stands. Two sweeps started on the same g
 session, a second terminal) share it: each run is held by the sweep that took it and by its worker
 (`hold_run`, a kernel lock that dies with its holder), and the other leaves it alone. With `results`
 (grid key or `--results DIR`), each run's small result files (config.toml, learners.toml,
-summary.json, group.csv, every peer's evaluations.csv) are copied to `DIR/runs/<name>/` the moment it
-finishes, a folder `peerlearn report` reads like the run itself: commit it and the run's numbers are
-kept, whatever happens to the run folder.
+summary.json, group.csv, every peer's evaluations.csv, and decisions_summary.csv made from the run's
+decisions.csv) are copied to `DIR/runs/<name>/` the moment it finishes, a folder `peerlearn report`
+reads like the run itself: commit it and the run's numbers are kept, whatever happens to the run
+folder.
 
 Every group runs in its own worker process (`python -m orchestrator.experiments.sweep --one CONFIG.json`), so
 SB3's process-global RNGs make each run deterministic and a crash costs only that run. The
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import MODES, RunConfig
+from orchestrator.experiments.decisions import write_summary as write_decision_summary
 from peerlearn.settings import UserError
 
 
@@ -181,6 +183,7 @@ def collect_results(run_dir: Path, results: Path) -> Path:
             shutil.copyfile(src, dst)
     # The run folder's place on this machine is not part of the result (and may be a private path):
     # the kept config names the sweep's folder as runs/<its name>, as the grid files do.
+    write_decision_summary(run_dir, target)  # decisions.csv itself is too large to keep for every run
     config = target / "config.toml"
     if config.exists():
         lines = [f'out = "runs/{run_dir.parent.name}"' if line.startswith("out = ") else line

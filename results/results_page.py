@@ -275,7 +275,8 @@ README_BEGIN = "<!-- results: written by results/results_page.py from the commit
 README_END = "<!-- /results -->"
 
 
-def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str:
+def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]],
+                 leans: dict[str, dict[str, int]] | None = None) -> str:
     """The paper's claims as the page reads them now, for the README: the answer to "does it work?"
     where a reader lands, generated with the page so that it is never a number copied by hand."""
     rows = [(number, ex, complete, r) for number, ex, complete, rs in read for r in rs if r.is_paper_claim]
@@ -290,7 +291,22 @@ def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> st
             "Each verdict reads its claim on its own (holds: the bootstrap CI of P(X > Y) above 1/2 and an exact "
             f"rank-sum test at 5%); adjusted for the {counted} claim{'' if counted == 1 else 's'} together (Holm), "
             f"{passing} pass{'es' if passing == 1 else ''}. "
-            f"*Interim*: the grid still has runs to make.\n{README_END}")
+            f"*Interim*: the grid still has runs to make.\n" + trust_at_work(leans or {}) + README_END)
+
+
+def trust_at_work(leans: dict[str, dict[str, int]]) -> str:
+    """One line for the README: does the choice lean to the better learner, where one is better (the
+    tallies of selection_by_peer, per experiment)? Descriptive, not a verdict."""
+    kinds = ("yes", "no", "no preference")  # runs whose learners differ; "equal learners" are not counted
+    differ = {k: t for k, t in leans.items() if sum(t.get(kind, 0) for kind in kinds)}
+    if not differ:
+        return ""
+    total = {kind: sum(t.get(kind, 0) for t in differ.values()) for kind in kinds}
+    per = "; ".join(f"{k}: {t.get('yes', 0)} of {sum(t.get(kind, 0) for kind in kinds)}" for k, t in differ.items())
+    return (f"\nTrust at work (docs/results.md, \"Who is chosen, by peer\"): in the trust-choice runs where one "
+            "learner ended better than the other (by a return of 1 or more over the last quarter), the group's "
+            f"choice leaned to the better one in {total['yes']} of {sum(total.values())} runs ({per}), to another "
+            f"peer in {total['no']}, to none in {total['no preference']}. A description of the runs, not a test.\n")
 
 
 def update_readme(text: str, block: str) -> str:
@@ -351,7 +367,7 @@ def selections(ex: Experiment) -> list[Selection]:
     return sorted(found, key=lambda sel: sel.run)
 
 
-def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
+def selection_over_time(runs: list[RunData], ex: Experiment, leans: dict[str, dict[str, int]] | None = None) -> str:
     """P(choose another peer) over time, one line per run, and who is chosen by peer (selection_by_peer)."""
     import matplotlib
 
@@ -382,17 +398,21 @@ def selection_over_time(runs: list[RunData], ex: Experiment) -> str:
             f"learner's softmax picks *another* peer, mean over its decisions in each 500-step window (one "
             f"line per run). Over each whole run: {', '.join(f'{x:.2f}' for x in whole)}; over its last "
             f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives {uniform}).\n"
-            + selection_by_peer(runs, found) + component_spreads(found))
+            + selection_by_peer(runs, found, tally=None if leans is None else leans.setdefault(ex.label or ex.key, {}))
+            + component_spreads(found))
 
 
-def selection_by_peer(runs: list[RunData], found: list[Selection], late: float = 0.75) -> str:
+def selection_by_peer(runs: list[RunData], found: list[Selection], late: float = 0.75,
+                      tally: dict[str, int] | None = None) -> str:
     """Who the group chooses, by peer, beside how good each learner is over the same last quarter.
     Self-or-other hides it: agent values are the group's, so both learners favour the same peer, which
     is one learner's own suggestion and the other's peer's, and the two averages cancel."""
     by_name = {r.name: r for r in runs}
     lines = ["| run | chosen, last quarter (mean over askers) | learner's eval return, last quarter | the group "
              "leans to the best learner |", "|---|---|---|---|"]
-    tally = {"yes": 0, "no": 0, "no preference": 0}
+    tally = {"yes": 0, "no": 0, "no preference": 0} if tally is None else tally  # filled for the README
+    for key in ("yes", "no", "no preference"):
+        tally.setdefault(key, 0)
     for sel in found:
         share = sel.share(late)
         run = by_name.get(sel.run)
@@ -404,7 +424,7 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
         verdict = "-"
         if len(learners) >= 2:
             by_return = sorted(learners, key=lambda b: returns[b], reverse=True)
-            by_share = sorted(learners, key=lambda b: share[b], reverse=True)
+            by_share = sorted(sel.names, key=lambda b: share[b], reverse=True)  # an adversary too
             # Learners within 1 return unit of each other (Room-21's optimum is 85.99) count as equal:
             # nothing to pick between, and a near-uniform choice is then the right one. A lead in
             # the choice under 0.05 counts as none.
@@ -426,7 +446,7 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
             "stays near uniform even where the choice is not.\n\n" + "\n".join(lines) + "\n\n"
             f"In {differ} of {len(found)} runs the best learner leads the next by a return of 1 or more over the "
             f"last quarter; in {tally['yes']} of those the group leans to it (a lead in the choice of 0.05 or "
-            f"more), in {tally['no']} to another learner, in {tally['no preference']} to none. Where the learners "
+            f"more), in {tally['no']} to another peer, in {tally['no preference']} to none. Where the learners "
             "are equal a near-uniform choice is the right one, and random advice makes it by design: the trust "
             "choice can gain over random advice only in runs where they differ.\n")
 
@@ -544,8 +564,8 @@ def learner_settings_line(ex: Experiment, runs: list[RunData]) -> str:
     return text + ".\n"
 
 
-def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool, list[ClaimRow]]] | None = None
-            ) -> str:
+def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool, list[ClaimRow]]] | None = None,
+            leans: dict[str, dict[str, int]] | None = None) -> str:
     """The experiment's section of the page; its claims are also appended to `read` (for the summary)."""
     runs = load(ex)
     have = {r.name for r in runs}
@@ -570,7 +590,7 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
         if (out / "follow_rates.png").exists():
             text += f"\n![follow rates](../results/{ex.key}/follow_rates.png)\n"
     if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k"):
-        text += selection_over_time(runs, ex)
+        text += selection_over_time(runs, ex, leans)
     if missing:
         text += (f"\n**Missing** ({len(missing)} of {len(ex.expected)} runs, still to run; the sweep continues "
                  f"them): {', '.join(missing)}.\n")
@@ -666,15 +686,16 @@ def status_table() -> str:
 
 def main() -> None:
     read: list[tuple[int, Experiment, bool, list[ClaimRow]]] = []
+    leans: dict[str, dict[str, int]] = {}  # per experiment: does the choice lean to the better learner?
     sections = ""
     for k, ex in enumerate(EXPERIMENTS, start=1):
         print(f"{ex.key}...")
-        sections += section(k, ex, read)
+        sections += section(k, ex, read, leans)
     text = HEADER + "\n" + status_table() + at_a_glance(read) + sections + old_results() + "\n" + FOOTER
     PAGE.write_text(text)
     print(f"wrote {PAGE.relative_to(ROOT)}")
     if README.exists():
-        README.write_text(update_readme(README.read_text(), readme_block(read)))
+        README.write_text(update_readme(README.read_text(), readme_block(read, leans)))
         print(f"updated {README.relative_to(ROOT)}")
 
 

@@ -110,14 +110,19 @@ def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: P
                          order=["peer"])
     data = [_two_learners("room-21-peer-s0", (60.0, 80.0)), _two_learners("room-21-peer-s1", (80.0, 80.5)),
             _two_learners("room-21-peer-s2", (60.0, 80.0)), _two_learners("room-21-peer-s3", (80.0, 60.0))]
-    text = page.selection_over_time(data, ex)
+    leans: dict = {}
+    text = page.selection_over_time(data, ex, leans)
     assert "over its last quarter: 0.50, 0.50, 0.50, 0.50" in text  # self-or-other hides the lean
+    # the README's line counts only the runs whose learners differ (s1's are equal)
+    line = page.trust_at_work(leans)
+    assert "leaned to the better one in 1 of 3 runs (who: 1 of 3), to another peer in 1, to none in 1" in line
+    assert page.trust_at_work({}) == "" and page.trust_at_work({"x": {"equal learners": 2}}) == ""
     assert "| room-21-peer-s0 | peer-0 0.30, peer-1 0.70 | peer-0 60.0, peer-1 80.0 | yes |" in text
     assert "| room-21-peer-s1 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 80.5 | equal learners |" in text
     assert "| room-21-peer-s2 | peer-0 0.50, peer-1 0.50 | peer-0 60.0, peer-1 80.0 | no preference |" in text
     assert "| room-21-peer-s3 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 60.0 | no |" in text
     assert "In 3 of 4 runs the best learner leads" in text
-    assert ("in 1 of those the group leans to it (a lead in the choice of 0.05 or more), in 1 to another learner, "
+    assert ("in 1 of those the group leans to it (a lead in the choice of 0.05 or more), in 1 to another peer, "
             "in 1 to none") in text
 
 
@@ -210,3 +215,15 @@ def test_what_moves_the_choice_from_the_kept_decision_summaries(page, tmp_path: 
     text = page.selection_over_time([], ex)
     assert "| room-21-peer-s0 | 0.003 | 0.300 | 0.400 | 0.650 |" in text
     assert "The critic hardly moves the choice" in text
+
+
+def test_an_adversary_chosen_most_is_not_a_lean_to_the_best_learner(page, tmp_path: Path) -> None:  # noqa: ANN001
+    runs = tmp_path / "results" / "adv3" / "runs"
+    names = ("peer-0", "peer-1", "peer-2")  # peer-2: the scripted adversary, no evaluations
+    to_adversary = {(a, b): 0.6 if b == "peer-2" else 0.2 for a in names for b in names}
+    _selection_run(runs, "room-21-adversarial-s0", "peer", [], peers=3, matrix=to_adversary)
+    (tmp_path / "results" / "adv3").mkdir(exist_ok=True)
+    ex = page.Experiment(key="adv3", title="t", intro="", commands=[], folders=["results/adv3/runs"], expected=[],
+                         order=["adversarial"])
+    text = page.selection_over_time([_two_learners("room-21-adversarial-s0", (50.0, 80.0))], ex)
+    assert "| room-21-adversarial-s0 | peer-0 0.20, peer-1 0.20, peer-2 0.60 | peer-0 50.0, peer-1 80.0 | no |" in text

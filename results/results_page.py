@@ -232,6 +232,17 @@ def claim_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
     return rows
 
 
+# Said wherever the verdicts of a grid that was extended after a first look at its results are shown.
+EXTENDED_CAVEAT = ("This grid was extended after a first look at its results. Adding runs because the first "
+                   "ones decided nothing (optional stopping) raises the chance of a false *holds* above the "
+                   "nominal 5%: read its verdicts as weaker than their p-values say.")
+
+
+def caveats(ex: Experiment, complete: bool) -> str:
+    """What a summary row must say of its grid: still missing runs, or extended after a first look."""
+    return ("" if complete else ", interim") + (", extended after a first look" if ex.first_seeds else "")
+
+
 def bold_verdict(row: ClaimRow) -> str:
     return row.verdict if row.verdict.startswith("no verdict") else f"**{row.verdict}**"
 
@@ -251,7 +262,7 @@ def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str
     adjusted = iter(holm(family))
     lines = ["| claim | section | X vs Y | runs | verdict | rank-sum p | Holm p |", "|---|---|---|---|---|---|---|"]
     for number, ex, complete, section_rows in read:
-        where = f"{number} (`{ex.key}`)" + ("" if complete else ", interim")
+        where = f"{number} (`{ex.key}`)" + caveats(ex, complete)
         for r in section_rows:
             holm_p = next(adjusted)
             lines.append(f"| {r.text} | {where} | {r.pair} | {r.runs} | {bold_verdict(r)} | {r.p} | "
@@ -259,7 +270,8 @@ def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str
     k = sum(not math.isnan(p) for p in family)
     passing = sum(p < 0.05 for p in holm(family) if not math.isnan(p))
     return ("**The claims at a glance** (the verdicts of the sections below; *interim* where the grid still has "
-            "missing runs):\n\n" + "\n".join(lines) + "\n\n"
+            "missing runs; *extended after a first look* where runs were added on seeing the first ones, which "
+            "makes its verdicts weaker than their p-values say):\n\n" + "\n".join(lines) + "\n\n"
             f"Each verdict reads its claim on its own at the 5% level. Read together, {k} paper claims "
             "give several chances of a false *holds*: the Holm column adjusts each claim's rank-sum p for "
             f"all {k} (rows in parentheses compare two codes or two settings and are left out), and a claim "
@@ -283,7 +295,7 @@ def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]],
     adjusted = holm([r.p_value for *_, r in rows])
     lines = ["| the paper's claim | experiment | runs | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
     for number, ex, complete, r in rows:
-        where = f"{ex.label or ex.key} (§{number}{'' if complete else ', interim'})"
+        where = f"{ex.label or ex.key} (§{number}{caveats(ex, complete)})"
         lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} |")
     passing = sum(p < 0.05 for p in adjusted if not math.isnan(p))
     counted = sum(not math.isnan(p) for p in adjusted)
@@ -291,7 +303,9 @@ def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]],
             "Each verdict reads its claim on its own (holds: the bootstrap CI of P(X > Y) above 1/2 and an exact "
             f"rank-sum test at 5%); adjusted for the {counted} claim{'' if counted == 1 else 's'} together (Holm), "
             f"{passing} pass{'es' if passing == 1 else ''}. "
-            f"*Interim*: the grid still has runs to make.\n" + trust_at_work(leans or {}) + README_END)
+            "*Interim*: the grid still has runs to make. *Extended after a first look*: runs were added on seeing "
+            "the first ones (optional stopping), so its verdicts are weaker than their p-values say.\n"
+            + trust_at_work(leans or {}) + README_END)
 
 
 def trust_at_work(leans: dict[str, dict[str, int]]) -> str:
@@ -582,7 +596,8 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
     text += table + "\n" + learner_settings_line(ex, runs) + "\n" + claims_table(rows)
     if ex.first_seeds and any(r.seed not in ex.first_seeds for r in runs):
         text += (f"\nThe first reading, seeds {', '.join(map(str, ex.first_seeds))} only:\n\n"
-                 + claims_table(claim_rows(ex, [r for r in runs if r.seed in ex.first_seeds])))
+                 + claims_table(claim_rows(ex, [r for r in runs if r.seed in ex.first_seeds]))
+                 + f"\n{EXTENDED_CAVEAT}\n")
     text += f"\n![learning curves](../results/{ex.key}/learning_curves.png)\n"
     if ex.key == "room21-adversary-60k":
         text += "\nThe adversary's share per run (10 windows of the run):\n\n" + adversary_onset(runs)

@@ -138,7 +138,12 @@ def test_an_extended_grid_keeps_its_first_reading(page, tmp_path: Path) -> None:
     text = page.section(1, ex, read)
     main, first = text.split("The first reading, seeds 0, 1, 2 only:")
     # the summary at the top of the page carries the main reading, complete grid: not interim
-    assert "| a beats b | 1 (`ext`) | a vs b | 5 vs 5 | **holds** | 0.004 | 0.004 |" in page.at_a_glance(read)
+    summary = page.at_a_glance(read)
+    assert ("| a beats b | 1 (`ext`), extended after a first look | a vs b | 5 vs 5 | **holds** | 0.004 | 0.004 |"
+            in summary)
+    assert "Room (§1, extended after a first look)" in page.readme_block(
+        [(n, page.Experiment(**{**e.__dict__, "label": "Room"}), c, r) for n, e, c, r in read])
+    assert page.EXTENDED_CAVEAT in first  # said beside the first reading
     assert "| a beats b | a vs b | 5 vs 5 |" in main and "**holds**" in main
     assert "| a beats b | a vs b | 3 vs 3 | 1.00 [1.00, 1.00] | 0.050 | **undecided** |" in first
 

@@ -293,10 +293,12 @@ def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]],
     where a reader lands, generated with the page so that it is never a number copied by hand."""
     rows = [(number, ex, complete, r) for number, ex, complete, rs in read for r in rs if r.is_paper_claim]
     adjusted = holm([r.p_value for *_, r in rows])
-    lines = ["| the paper's claim | experiment | runs | P(X > Y) [95% CI] | verdict |", "|---|---|---|---|---|"]
-    for number, ex, complete, r in rows:
+    lines = ["| the paper's claim | experiment | runs | P(X > Y) [95% CI] | verdict | Holm p |",
+             "|---|---|---|---|---|---|"]
+    for (number, ex, complete, r), holm_p in zip(rows, adjusted, strict=True):
         where = f"{ex.label or ex.key} (§{number}{caveats(ex, complete)})"
-        lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} |")
+        lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} | "
+                     + ("-" if math.isnan(holm_p) else f"{holm_p:.3f}") + " |")
     passing = sum(p < 0.05 for p in adjusted if not math.isnan(p))
     counted = sum(not math.isnan(p) for p in adjusted)
     return (f"{README_BEGIN}\n" + "\n".join(lines) + "\n\n"

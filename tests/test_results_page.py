@@ -194,7 +194,7 @@ def test_the_readme_block_is_rewritten_from_the_claims_and_nothing_else(page) ->
             row("(not a claim) code A vs code B", "a vs b", "5 vs 5", "-", "0.004", "holds", 0.004),
             row("(A/B) rate A vs rate B", "a vs b", "5 vs 3", "-", "0.2", "undecided", 0.2)]
     block = page.readme_block([(1, ex, False, rows)])
-    assert "| x beats y | Room (§1, interim) | 5 vs 5 | 0.96 [0.84, 1.00] | **holds** |" in block
+    assert "| x beats y | Room (§1, interim) | 5 vs 5 | 0.96 [0.84, 1.00] | **holds** | 0.008 |" in block
     assert "code A" not in block and "rate A" not in block  # only the paper's claims
     assert "adjusted for the 1 claim together (Holm), 1 passes" in block
     readme = f"# title\n\nbefore\n{page.README_BEGIN}\nold table\n{page.README_END}\nafter\n"

@@ -429,6 +429,7 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
     tally = {"yes": 0, "no": 0, "no preference": 0} if tally is None else tally  # filled for the README
     for key in ("yes", "no", "no preference"):
         tally.setdefault(key, 0)
+    two_learners_only = True  # every group: two learners, no adviser or adversary
     for sel in found:
         share = sel.share(late)
         run = by_name.get(sel.run)
@@ -437,6 +438,7 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
             for peer, (steps, values) in run.curves.items():
                 returns[peer] = float(np.mean(values[steps >= late * steps.max()]))
         learners = [b for b in sel.names if b in returns]
+        two_learners_only &= len(sel.names) == len(learners) == 2
         verdict = "-"
         if len(learners) >= 2:
             by_return = sorted(learners, key=lambda b: returns[b], reverse=True)
@@ -455,16 +457,17 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
         returns_text = ", ".join(f"{b} {returns[b]:.1f}" for b in learners) or "-"
         lines.append(f"| {sel.run} | {chosen_text} | {returns_text} | {verdict} |")
     differ = tally["yes"] + tally["no"] + tally["no preference"]
+    why = (": for one of them that is its own suggestion and for the other another peer's, which is why the "
+           "self-or-other average above stays near uniform even where the choice is not" if two_learners_only else "")
+    random_advice = (" Where the learners are equal a near-uniform choice is the right one, and random advice makes "
+                     "it by design: the trust choice can gain over random advice only in runs where they differ."
+                     if two_learners_only else "")
     return ("\nWho is chosen, by peer: the probability of each peer being chosen over the last quarter of the "
             "run, whoever asks, beside each learner's mean evaluation return over the same quarter. Agent "
-            "values are the group's, so both learners lean towards the same peer; for one of them that is its "
-            "own suggestion and for the other another peer's, which is why the self-or-other average above "
-            "stays near uniform even where the choice is not.\n\n" + "\n".join(lines) + "\n\n"
-            f"In {differ} of {len(found)} runs the best learner leads the next by a return of 1 or more over the "
-            f"last quarter; in {tally['yes']} of those the group leans to it (a lead in the choice of 0.05 or "
-            f"more), in {tally['no']} to another peer, in {tally['no preference']} to none. Where the learners "
-            "are equal a near-uniform choice is the right one, and random advice makes it by design: the trust "
-            "choice can gain over random advice only in runs where they differ.\n")
+            f"values are the group's, so the learners lean towards the same peer{why}.\n\n" + "\n".join(lines)
+            + f"\n\nIn {differ} of {len(found)} runs the best learner leads the next by a return of 1 or more "
+            f"over the last quarter; in {tally['yes']} of those the group leans to it (a lead in the choice of 0.05 "
+            f"or more), in {tally['no']} to another peer, in {tally['no preference']} to none.{random_advice}\n")
 
 
 def component_spreads(found: list[Selection], late: float = 0.75) -> str:

@@ -122,6 +122,7 @@ def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: P
     assert "| room-21-peer-s2 | peer-0 0.50, peer-1 0.50 | peer-0 60.0, peer-1 80.0 | no preference |" in text
     assert "| room-21-peer-s3 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 60.0 | no |" in text
     assert "In 3 of 4 runs the best learner leads" in text
+    assert "random advice makes it by design" in text and "self-or-other average above stays near uniform" in text
     assert ("in 1 of those the group leans to it (a lead in the choice of 0.05 or more), in 1 to another peer, "
             "in 1 to none") in text
 
@@ -232,3 +233,4 @@ def test_an_adversary_chosen_most_is_not_a_lean_to_the_best_learner(page, tmp_pa
                          order=["adversarial"])
     text = page.selection_over_time([_two_learners("room-21-adversarial-s0", (50.0, 80.0))], ex)
     assert "| room-21-adversarial-s0 | peer-0 0.20, peer-1 0.20, peer-2 0.60 | peer-0 50.0, peer-1 80.0 | no |" in text
+    assert "random advice makes it" not in text and "self-or-other average above stays" not in text  # 2 learners only

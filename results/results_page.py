@@ -385,7 +385,7 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
         text += choice.adversary_share_plot(runs, ROOT / "results" / ex.key, f"../results/{ex.key}")
         if (out / "follow_rates.png").exists():
             text += f"\n![follow rates](../results/{ex.key}/follow_rates.png)\n"
-    if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k"):
+    if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k"):
         text += selection_over_time(runs, ex, leans)
     if missing:
         text += (f"\n**Missing** ({len(missing)} of {len(ex.expected)} runs, still to run; the sweep continues "

@@ -115,7 +115,7 @@ def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: P
     assert "over its last quarter: 0.50, 0.50, 0.50, 0.50" in text  # self-or-other hides the lean
     # the README's line counts only the runs whose learners differ (s1's are equal)
     line = page.trust_at_work(leans)
-    assert "leaned to the better one in 1 of 3 runs (who: 1 of 3), to another peer in 1, to none in 1" in line
+    assert "leaned to the best one in 1 of 3 runs (who: 1 of 3), to another peer in 1, to none in 1" in line
     assert page.trust_at_work({}) == "" and page.trust_at_work({"x": {"equal learners": 2}}) == ""
     assert "| room-21-peer-s0 | peer-0 0.30, peer-1 0.70 | peer-0 60.0, peer-1 80.0 | yes |" in text
     assert "| room-21-peer-s1 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 80.5 | equal learners |" in text

@@ -252,7 +252,7 @@ def trust_at_work(leans: dict[str, dict[str, int]]) -> str:
         return ""
     total = {kind: sum(t.get(kind, 0) for t in differ.values()) for kind in kinds}
     per = "; ".join(f"{k}: {t.get('yes', 0)} of {sum(t.get(kind, 0) for kind in kinds)}" for k, t in differ.items())
-    return (f"\nTrust at work (docs/results.md, \"Who is chosen, by peer\"): in the trust-choice runs where one "
-            "learner ended better than the other (by a return of 1 or more over the last quarter), the group's "
-            f"choice leaned to the better one in {total['yes']} of {sum(total.values())} runs ({per}), to another "
+    return (f"\nTrust at work (docs/results.md, \"Who is chosen, by peer\"): in the trust-choice runs where the "
+            "best learner ended ahead of the next (by a return of 1 or more over the last quarter), the group's "
+            f"choice leaned to the best one in {total['yes']} of {sum(total.values())} runs ({per}), to another "
             f"peer in {total['no']}, to none in {total['no preference']}. A description of the runs, not a test.\n")

@@ -244,6 +244,11 @@ def caveats(ex: Experiment, complete: bool) -> str:
     return ("" if complete else ", interim") + (", extended after a first look" if ex.first_seeds else "")
 
 
+def p_cell(p: float) -> str:
+    """A p-value in a table: three decimals, '-' where the row has none."""
+    return "-" if math.isnan(p) else f"{p:.3f}"
+
+
 def bold_verdict(row: ClaimRow) -> str:
     return row.verdict if row.verdict.startswith("no verdict") else f"**{row.verdict}**"
 
@@ -260,16 +265,16 @@ def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str
     with each paper claim's p-value adjusted for the number of claims read on the page (Holm)."""
     rows = [r for _, _, _, rs in read for r in rs]
     family = [r.p_value if r.is_paper_claim else math.nan for r in rows]
-    adjusted = iter(holm(family))
+    adjusted_all = holm(family)
+    adjusted = iter(adjusted_all)
     lines = ["| claim | section | X vs Y | runs | verdict | rank-sum p | Holm p |", "|---|---|---|---|---|---|---|"]
     for number, ex, complete, section_rows in read:
         where = f"{number} (`{ex.key}`)" + caveats(ex, complete)
         for r in section_rows:
             holm_p = next(adjusted)
-            lines.append(f"| {r.text} | {where} | {r.pair} | {r.runs} | {bold_verdict(r)} | {r.p} | "
-                         + ("-" if math.isnan(holm_p) else f"{holm_p:.3f}") + " |")
+            lines.append(f"| {r.text} | {where} | {r.pair} | {r.runs} | {bold_verdict(r)} | {r.p} | {p_cell(holm_p)} |")
     k = sum(not math.isnan(p) for p in family)
-    passing = sum(p < 0.05 for p in holm(family) if not math.isnan(p))
+    passing = sum(p < 0.05 for p in adjusted_all if not math.isnan(p))
     return ("**The claims at a glance** (the verdicts of the sections below; *interim* where the grid still has "
             "missing runs; *extended after a first look* where runs were added on seeing the first ones, which "
             "makes its verdicts weaker than their p-values say):\n\n" + "\n".join(lines) + "\n\n"
@@ -298,8 +303,7 @@ def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]],
              "|---|---|---|---|---|---|"]
     for (number, ex, complete, r), holm_p in zip(rows, adjusted, strict=True):
         where = f"{ex.label or ex.key} (§{number}{caveats(ex, complete)})"
-        lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} | "
-                     + ("-" if math.isnan(holm_p) else f"{holm_p:.3f}") + " |")
+        lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} | {p_cell(holm_p)} |")
     passing = sum(p < 0.05 for p in adjusted if not math.isnan(p))
     counted = sum(not math.isnan(p) for p in adjusted)
     return (f"{README_BEGIN}\n" + "\n".join(lines) + "\n\n"

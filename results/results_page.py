@@ -43,6 +43,9 @@ class Experiment:
     # so that a reader sees what the extension changed.
     first_seeds: list[int] = field(default_factory=list)
     label: str = ""  # a few words for the README's summary table (default: the key)
+    # Two learners whose returns over a run's last quarter differ by less than this count as equal in
+    # "Who is chosen, by peer": the task's return scale sets it.
+    equal_within: float = 1.0
 
 
 def grid_runs(grid: str) -> list[str]:
@@ -185,6 +188,9 @@ EXPERIMENTS = [
         expected=grid_runs("configs/experiments/hopper-20k.toml"),
         order=["peer", "single"],
         claims=[("peer", "single", "peer learning beats a single agent")],
+        # About 3% of the ~300 that SAC reached at 20,000 steps in an earlier measurement on this machine;
+        # set before any run of this grid was read.
+        equal_within=10.0,
     ),
 ]
 
@@ -327,8 +333,11 @@ def selection_over_time(runs: list[RunData], ex: Experiment, leans: dict[str, di
     """The section's choice readings (orchestrator/experiments/choice.py), its figure in results/<key>/;
     `leans` collects, per experiment, whether the choice leaned to the better learner (for the README)."""
     folders = [ROOT / f for f in ex.folders if (ROOT / f).exists()]
-    tally = None if leans is None else leans.setdefault(ex.label or ex.key, {})
-    return choice.selection_over_time(runs, folders, ROOT / "results" / ex.key, f"../results/{ex.key}", tally)
+    # The README's one line is about Room-21, where one margin (a return of 1) applies to every section.
+    room21 = ex.key.startswith("room21-")
+    tally = None if leans is None or not room21 else leans.setdefault(ex.label or ex.key, {})
+    return choice.selection_over_time(runs, folders, ROOT / "results" / ex.key, f"../results/{ex.key}", tally,
+                                      ex.equal_within)
 
 
 def learner_settings_line(ex: Experiment, runs: list[RunData]) -> str:
@@ -389,7 +398,7 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
         text += choice.adversary_share_plot(runs, ROOT / "results" / ex.key, f"../results/{ex.key}")
         if (out / "follow_rates.png").exists():
             text += f"\n![follow rates](../results/{ex.key}/follow_rates.png)\n"
-    if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k"):
+    if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k", "hopper-20k"):
         text += selection_over_time(runs, ex, leans)
     if missing:
         text += (f"\n**Missing** ({len(missing)} of {len(ex.expected)} runs, still to run; the sweep continues "

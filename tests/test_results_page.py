@@ -98,16 +98,16 @@ def _two_learners(name: str, returns: tuple[float, float]):  # type: ignore[no-u
 def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: Path) -> None:  # noqa: ANN001
     """Both learners leaning to peer-1 average to 0.5 as self-or-other; by peer it is 0.7, and it is
     set beside the learners' returns: the better one, an equal pair, no lead in the choice."""
-    runs = tmp_path / "results" / "who" / "runs"
+    runs = tmp_path / "results" / "room21-who" / "runs"
     lean = {("peer-0", "peer-0"): 0.3, ("peer-0", "peer-1"): 0.7, ("peer-1", "peer-0"): 0.3, ("peer-1", "peer-1"): 0.7}
     even = {k: 0.5 for k in lean}
     _selection_run(runs, "room-21-peer-s0", "peer", [], matrix=lean)
     _selection_run(runs, "room-21-peer-s1", "peer", [], matrix=lean)
     _selection_run(runs, "room-21-peer-s2", "peer", [], matrix=even)
     _selection_run(runs, "room-21-peer-s3", "peer", [], matrix=lean)
-    (tmp_path / "results" / "who").mkdir(exist_ok=True)
-    ex = page.Experiment(key="who", title="t", intro="", commands=[], folders=["results/who/runs"], expected=[],
-                         order=["peer"])
+    (tmp_path / "results" / "room21-who").mkdir(exist_ok=True)
+    ex = page.Experiment(key="room21-who", title="t", intro="", commands=[], folders=["results/room21-who/runs"],
+                         expected=[], order=["peer"])
     data = [_two_learners("room-21-peer-s0", (60.0, 80.0)), _two_learners("room-21-peer-s1", (80.0, 80.5)),
             _two_learners("room-21-peer-s2", (60.0, 80.0)), _two_learners("room-21-peer-s3", (80.0, 60.0))]
     leans: dict = {}
@@ -115,7 +115,7 @@ def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: P
     assert "over its last quarter: 0.50, 0.50, 0.50, 0.50" in text  # self-or-other hides the lean
     # the README's line counts only the runs whose learners differ (s1's are equal)
     line = page.trust_at_work(leans)
-    assert "leaned to the best one in 1 of 3 runs (who: 1 of 3), to another peer in 1, to none in 1" in line
+    assert "leaned to the best one in 1 of 3 runs (room21-who: 1 of 3), to another peer in 1, to none in 1" in line
     assert page.trust_at_work({}) == "" and page.trust_at_work({"x": {"equal learners": 2}}) == ""
     assert "| room-21-peer-s0 | peer-0 0.30, peer-1 0.70 | peer-0 60.0, peer-1 80.0 | yes |" in text
     assert "| room-21-peer-s1 | peer-0 0.30, peer-1 0.70 | peer-0 80.0, peer-1 80.5 | equal learners |" in text
@@ -125,6 +125,15 @@ def test_who_is_chosen_by_peer_beside_how_good_each_learner_is(page, tmp_path: P
     assert "random advice makes it by design" in text and "self-or-other average above stays near uniform" in text
     assert ("in 1 of those the group leans to it (a lead in the choice of 0.05 or more), in 1 to another peer, "
             "in 1 to none") in text
+    # Another task's return scale: its own margin, and it stays out of the README's Room-21 line.
+    wide = page.Experiment(key="who", title="t", intro="", commands=[], folders=["results/room21-who/runs"],
+                           expected=[], order=["peer"], equal_within=25.0)
+    (tmp_path / "results" / "who").mkdir()
+    others: dict = {}
+    text = page.selection_over_time(data, wide, others)
+    assert text.count("| equal learners |") == 4
+    assert "In 0 of 4 runs the best learner leads the next by a return of 25 or more" in text
+    assert others == {}
 
 
 def test_an_extended_grid_keeps_its_first_reading(page, tmp_path: Path) -> None:  # noqa: ANN001

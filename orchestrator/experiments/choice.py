@@ -69,10 +69,11 @@ def read_selections(folders: list[Path]) -> list[Selection]:
 
 
 def selection_over_time(runs: list[RunData], folders: list[Path], out_dir: Path, link: str,
-                        tally: dict[str, int] | None = None) -> str:
+                        tally: dict[str, int] | None = None, equal_within: float = 1.0) -> str:
     """P(choose another peer) over time, one line per run (figure out_dir/selection.png, linked from the
     page as link/selection.png), then who is chosen by peer and what moves the choice. `tally` collects
-    whether the choice leaned to the better learner."""
+    whether the choice leaned to the better learner; learners within `equal_within` of each other's
+    return count as equal (a task's return scale sets it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,16 +98,18 @@ def selection_over_time(runs: list[RunData], folders: list[Path], out_dir: Path,
     # A uniform choice among n candidates (the asker itself included) picks another peer (n-1)/n of the time.
     sizes = sorted({len(sel.names) for sel in found})
     uniform = ", ".join(f"{(n - 1) / n:.2f} for {n} peers" for n in sizes)
+    widths = sorted({int(sel.steps[1] - sel.steps[0]) for sel in found if len(sel.steps) > 1})
+    width = "/".join(f"{w:,}" for w in widths) or "one"
     return (f"\n![selection probability]({link}/selection.png)\n\nProbability that a "
-            f"learner's softmax picks *another* peer, mean over its decisions in each 500-step window (one "
+            f"learner's softmax picks *another* peer, mean over its decisions in each {width}-step window (one "
             f"line per run). Over each whole run: {', '.join(f'{x:.2f}' for x in whole)}; over its last "
             f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives {uniform}).\n"
-            + selection_by_peer(runs, found, tally=tally)
+            + selection_by_peer(runs, found, tally=tally, equal_within=equal_within)
             + component_spreads(found))
 
 
 def selection_by_peer(runs: list[RunData], found: list[Selection], late: float = 0.75,
-                      tally: dict[str, int] | None = None) -> str:
+                      tally: dict[str, int] | None = None, equal_within: float = 1.0) -> str:
     """Who the group chooses, by peer, beside how good each learner is over the same last quarter.
     Self-or-other hides it: agent values are the group's, so both learners favour the same peer, which
     is its own suggestion for one of them and another peer's for the other, and the two averages cancel."""
@@ -130,10 +133,10 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
         if len(learners) >= 2:
             by_return = sorted(learners, key=lambda b: returns[b], reverse=True)
             by_share = sorted(sel.names, key=lambda b: share[b], reverse=True)  # an adversary too
-            # Learners within 1 return unit of each other (Room-21's optimum is 85.99) count as equal:
-            # nothing to pick between, and a near-uniform choice is then the right one. A lead in
-            # the choice under 0.05 counts as none.
-            if returns[by_return[0]] - returns[by_return[1]] < 1.0:
+            # Learners within `equal_within` of each other (1 on Room-21, whose optimum is 85.99) count
+            # as equal: nothing to pick between, and a near-uniform choice is then the right one. A lead
+            # in the choice under 0.05 counts as none.
+            if returns[by_return[0]] - returns[by_return[1]] < equal_within:
                 verdict = "equal learners"
             elif share[by_share[0]] - share[by_share[1]] < 0.05:
                 verdict = "no preference"
@@ -152,9 +155,10 @@ def selection_by_peer(runs: list[RunData], found: list[Selection], late: float =
     return ("\nWho is chosen, by peer: the probability of each peer being chosen over the last quarter of the "
             "run, whoever asks, beside each learner's mean evaluation return over the same quarter. Agent "
             f"values are the group's, so the learners lean towards the same peer{why}.\n\n" + "\n".join(lines)
-            + f"\n\nIn {differ} of {len(found)} runs the best learner leads the next by a return of 1 or more "
-            f"over the last quarter; in {tally['yes']} of those the group leans to it (a lead in the choice of 0.05 "
-            f"or more), in {tally['no']} to another peer, in {tally['no preference']} to none.{random_advice}\n")
+            + f"\n\nIn {differ} of {len(found)} runs the best learner leads the next by a return of "
+            f"{equal_within:g} or more over the last quarter; in {tally['yes']} of those the group leans to it (a "
+            f"lead in the choice of 0.05 or more), in {tally['no']} to another peer, in {tally['no preference']} to "
+            f"none.{random_advice}\n")
 
 
 def component_spreads(found: list[Selection], late: float = 0.75) -> str:
@@ -245,14 +249,15 @@ def adversary_onset(runs: list[RunData], n: int = 3) -> str:
 
 def trust_at_work(leans: dict[str, dict[str, int]]) -> str:
     """One line for the README: does the choice lean to the better learner, where one is better (the
-    tallies of selection_by_peer, per experiment)? Descriptive, not a verdict."""
+    tallies of selection_by_peer, per Room-21 experiment: one margin of 1 return applies to them all)?
+    Descriptive, not a verdict."""
     kinds = ("yes", "no", "no preference")  # runs whose learners differ; "equal learners" are not counted
     differ = {k: t for k, t in leans.items() if sum(t.get(kind, 0) for kind in kinds)}
     if not differ:
         return ""
     total = {kind: sum(t.get(kind, 0) for t in differ.values()) for kind in kinds}
     per = "; ".join(f"{k}: {t.get('yes', 0)} of {sum(t.get(kind, 0) for kind in kinds)}" for k, t in differ.items())
-    return (f"\nTrust at work (docs/results.md, \"Who is chosen, by peer\"): in the trust-choice runs where the "
-            "best learner ended ahead of the next (by a return of 1 or more over the last quarter), the group's "
+    return ("\nTrust at work (docs/results.md, \"Who is chosen, by peer\"): in the Room-21 trust-choice runs where "
+            "the best learner ended ahead of the next (by a return of 1 or more over the last quarter), the group's "
             f"choice leaned to the best one in {total['yes']} of {sum(total.values())} runs ({per}), to another "
             f"peer in {total['no']}, to none in {total['no preference']}. A description of the runs, not a test.\n")

@@ -46,6 +46,7 @@ class Experiment:
     # Two learners whose returns over a run's last quarter differ by less than this count as equal in
     # "Who is chosen, by peer": the task's return scale sets it.
     equal_within: float = 1.0
+    example_run: str = ""  # one trust-choice run whose reputations the section draws (its first seed)
 
 
 def grid_runs(grid: str) -> list[str]:
@@ -59,6 +60,7 @@ def authors_runs(seeds: list[int]) -> list[str]:
 EXPERIMENTS = [
     Experiment(
         key="room21-120k",
+        example_run="room-21-peer-s0",
         title="Room-21, 2 DQN peers, 120,000 env steps per peer, beside the authors' code",
         label="Room-21, 120k steps",
         intro=(
@@ -90,6 +92,7 @@ EXPERIMENTS = [
     ),
     Experiment(
         key="room21-compat",
+        example_run="room-21-peer-compat-s0",
         title="Room-21 at 120,000 steps, the authors'-code-compatible condition",
         label="Room-21, compatible settings",
         intro=(
@@ -121,6 +124,7 @@ EXPERIMENTS = [
     ),
     Experiment(
         key="room21-adversary-60k",
+        example_run="room-21-adversarial-s0",
         title="The adversary setting (`DQN DQN Adversarial`), 60,000 env steps per peer",
         label="Room-21 with an adversary, 60k steps",
         intro=(
@@ -140,6 +144,7 @@ EXPERIMENTS = [
     ),
     Experiment(
         key="room21-group-size-30k",
+        example_run="room-21-N4-s0",
         title="Group size on Room-21: N = 2, 4, 8 at 30,000 env steps per peer",
         label="Room-21, group size, 30k steps",
         intro="Advantage off, as in the paper's group-size study; a single DQN at the same budget.",
@@ -177,6 +182,7 @@ EXPERIMENTS = [
     ),
     Experiment(
         key="hopper-20k",
+        example_run="hopper-peer-s0",
         title="Hopper-v5, 4 SAC peers vs a single SAC, 20,000 env steps per peer (small)",
         label="Hopper-v5, 20k steps",
         intro=(
@@ -400,6 +406,9 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
             text += f"\n![follow rates](../results/{ex.key}/follow_rates.png)\n"
     if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k", "hopper-20k"):
         text += selection_over_time(runs, ex, leans)
+    if ex.example_run:
+        text += choice.one_run([ROOT / f for f in ex.folders if (ROOT / f).exists()], ex.example_run, out,
+                               f"../results/{ex.key}")
     if missing:
         text += (f"\n**Missing** ({len(missing)} of {len(ex.expected)} runs, still to run; the sweep continues "
                  f"them): {', '.join(missing)}.\n")

@@ -243,3 +243,44 @@ def test_an_adversary_chosen_most_is_not_a_lean_to_the_best_learner(page, tmp_pa
     text = page.selection_over_time([_two_learners("room-21-adversarial-s0", (50.0, 80.0))], ex)
     assert "| room-21-adversarial-s0 | peer-0 0.20, peer-1 0.20, peer-2 0.60 | peer-0 50.0, peer-1 80.0 | no |" in text
     assert "random advice makes it" not in text and "self-or-other average above stays" not in text  # 2 learners only
+
+
+def _reputation_run(runs: Path, name: str, trust_end: tuple[float, float], advantage: bool) -> None:
+    """A 2-learner run folder whose group.csv has every column the choice figure reads, trust ending
+    at trust_end[0] (in oneself) and trust_end[1] (in the other peer)."""
+    d = runs / name
+    d.mkdir(parents=True)
+    (d / "config.toml").write_text(f'mode = "peer"\npeers = 2\nuse_advantage = {str(advantage).lower()}\n')
+    names = ["peer-0", "peer-1"]
+    header = ["group_step"] + [f"steps/{a}" for a in names] + [f"agent_value/{b}" for b in names]
+    for prefix in ("trust", "trust_norm", "select_prob"):
+        header += [f"{prefix}/{a}/{b}" for a in names for b in names]
+    rows = []
+    for k, step in enumerate((500, 1000)):
+        own, other = (200.0, 200.0) if k == 0 else trust_end
+        trust = [own if a == b else other for a in names for b in names]
+        scale = max(abs(own), abs(other))
+        rows.append([step, step, step, 150.0, 140.0, *trust, *(t / scale for t in trust), *([0.5] * 4)])
+    (d / "group.csv").write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+
+
+def test_where_trust_ended_and_one_runs_reputations_are_drawn(page, tmp_path: Path) -> None:  # noqa: ANN001
+    runs = tmp_path / "results" / "room21-rep" / "runs"
+    _reputation_run(runs, "room-21-peer-s0", (-0.04, -0.1), advantage=True)
+    (tmp_path / "results" / "room21-rep").mkdir(exist_ok=True)
+    ex = page.Experiment(key="room21-rep", title="t", intro="", commands=[], folders=["results/room21-rep/runs"],
+                         expected=[], order=["peer"], example_run="room-21-peer-s0")
+    text = page.selection_over_time([], ex)
+    assert "at each run's last log): room-21-peer-s0 -0.10 to -0.04." in text
+    assert "Without the advantage" not in text  # only where a run left it out
+    _reputation_run(runs, "room-21-peer-s1", (60.0, 55.0), advantage=False)
+    text = page.selection_over_time([], ex)
+    assert "room-21-peer-s1 55.00 to 60.00. Without the advantage (use_advantage = false)" in text
+    # the section draws its example run's reputations from the committed group.csv, and only that one
+    from orchestrator.experiments import choice
+
+    out = tmp_path / "results" / "room21-rep"
+    text = choice.one_run([runs], "room-21-peer-s0", out, "../results/room21-rep")
+    assert "![what the choice saw](../results/room21-rep/choice_room-21-peer-s0.png)" in text
+    assert [p.name for p in out.glob("choice_*.png")] == ["choice_room-21-peer-s0.png"]
+    assert choice.one_run([runs], "room-21-peer-s9", out, "x") == ""  # not run yet: nothing drawn

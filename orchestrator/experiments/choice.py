@@ -1,7 +1,8 @@
 """How the trust-based choice behaved in a set of runs, read from the files a sweep keeps (group.csv's
 select_prob columns, decisions_summary.csv, the follow counts): the probability of choosing another
 peer over time, who is chosen by peer beside each learner's return, what moves the choice (the spread
-of each normalised component), and an adversary's share of the executed actions. docs/results.md
+of each normalised component), where trust ended, one run's reputations drawn over time, and an
+adversary's share of the executed actions. docs/results.md
 (results/results_page.py) prints these as Markdown with their figures."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from orchestrator.experiments.decisions import COMPONENTS, read_summary
 from orchestrator.experiments.rundata import RunData, find_runs
+from orchestrator.running.plots import choice_figure
 
 
 @dataclass
@@ -105,7 +107,26 @@ def selection_over_time(runs: list[RunData], folders: list[Path], out_dir: Path,
             f"line per run). Over each whole run: {', '.join(f'{x:.2f}' for x in whole)}; over its last "
             f"quarter: {', '.join(f'{x:.2f}' for x in late)} (a uniform choice gives {uniform}).\n"
             + selection_by_peer(runs, found, tally=tally, equal_within=equal_within)
-            + component_spreads(found))
+            + component_spreads(found) + trust_levels(found))
+
+
+def one_run(folders: list[Path], name: str, out_dir: Path, link: str) -> str:
+    """What the choice saw over one run (the figure a run writes as plots/trust.png, redrawn from its
+    committed group.csv into out_dir/choice_<name>.png); empty when the run is not in `folders` yet."""
+    import matplotlib.pyplot as plt
+
+    found = [d for d in find_runs(folders) if d.name == name]
+    fig = choice_figure(found[0] / "group.csv") if found else None
+    if fig is None:
+        return ""
+    fig.savefig(out_dir / f"choice_{name}.png", dpi=80)
+    plt.close(fig)
+    roles = tomllib.loads((found[0] / "config.toml").read_text()).get("roles", [])
+    named = "".join(f"; peer-{i} is the {role}" for i, role in enumerate(roles) if role != "learner")
+    return (f"\nWhat the choice saw over one run, {name} (the first seed, taken by its number, not its look{named}): "
+            "top, each learner's trust in every peer, divided by the largest |trust| as the softmax sees it, and "
+            "the group's agent values scaled the same way; bottom, each learner's probability of choosing each "
+            f"peer, mean over its decisions in each window.\n\n![what the choice saw]({link}/choice_{name}.png)\n")
 
 
 def selection_by_peer(runs: list[RunData], found: list[Selection], late: float = 0.75,
@@ -194,6 +215,33 @@ def component_spreads(found: list[Selection], late: float = 0.75) -> str:
             "(largest minus smallest; each lies in [-1, 1] and the three are added before the softmax), mean over "
             "the last quarter's decisions, from each run's decisions_summary.csv." + reading + "\n\n"
             + "\n".join(lines) + "\n")
+
+
+def trust_levels(found: list[Selection]) -> str:
+    """Where raw trust ended in each run (every learner's trust in every peer, group.csv's last row),
+    and, for runs without the advantage, why that level keeps the normalised trust near 1."""
+    parts = []
+    advantage_off = False
+    for sel in found:
+        with (sel.folder / "group.csv").open() as f:
+            last = list(csv.DictReader(f))[-1]
+        values = [float(last[k]) for a in sel.askers for b in sel.names if last.get(k := f"trust/{a}/{b}")]
+        if values:
+            parts.append(f"{sel.run} {min(values):.2f} to {max(values):.2f}")
+        config = tomllib.loads((sel.folder / "config.toml").read_text())
+        advantage_off |= not config.get("use_advantage", True)
+    if not parts:
+        return ""
+    why = ""
+    if advantage_off:
+        why = (" Without the advantage (use_advantage = false) the trust target is r + gamma V(s'): the value of "
+               "where the followed action led, not how much better it was than the asker's own value there. It "
+               "moves trust toward the level of the values, not toward 0, and once the peers learn it is much the "
+               "same whoever was followed: divided by the largest, every peer's trust stays near 1 and the choice "
+               "near uniform. With the advantage the target is near 0 for a peer as good as the asker, and the "
+               "peers separate once trust has come down there.")
+    return ("\nWhere trust ended (raw, from its start of 200; every learner's trust in every peer, at each run's "
+            f"last log): {'; '.join(parts)}.{why}\n")
 
 
 def adversary_share_plot(runs: list[RunData], out_dir: Path, link: str, n: int = 3) -> str:

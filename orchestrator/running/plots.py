@@ -12,6 +12,10 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and in containers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+# "120k", not "120000": six-digit step labels of narrow panels run into each other.
+STEPS_IN_THOUSANDS = FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0")
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -73,8 +77,22 @@ def _choice_figure(rows: list[dict[str, str]], names: list[str], askers: list[st
     ax.legend(fontsize=7)
     if normalised:
         axes[1][-1].axis("off")
+    for ax in axes.flat:
+        ax.xaxis.set_major_formatter(STEPS_IN_THOUSANDS)
     fig.tight_layout()
     return fig
+
+
+def choice_figure(group_csv: Path) -> plt.Figure | None:
+    """The figure of plots/trust.png drawn from a run's group.csv (None when it has no rows): what
+    each learner's choice sees over the run."""
+    rows = _read_csv(group_csv) if group_csv.exists() else []
+    if not rows:
+        return None
+    names = [k.split("/", 1)[1] for k in rows[0] if k.startswith("agent_value/")]
+    steps = np.array([float(r["group_step"]) for r in rows])
+    askers = [a for a in names if float(rows[-1][f"steps/{a}"]) > 0]
+    return _choice_figure(rows, names, askers, steps)
 
 
 def write_plots(run_dir: Path) -> list[Path]:
@@ -91,15 +109,13 @@ def write_plots(run_dir: Path) -> list[Path]:
     written.append(out / "learning_curves.png")
 
     group_csv = run_dir / "group.csv"
-    rows = _read_csv(group_csv) if group_csv.exists() else []
-    if rows:
-        names = [k.split("/", 1)[1] for k in rows[0] if k.startswith("agent_value/")]
-        steps = np.array([float(r["group_step"]) for r in rows])
-        askers = [a for a in names if float(rows[-1][f"steps/{a}"]) > 0]
-        fig = _choice_figure(rows, names, askers, steps)
+    fig = choice_figure(group_csv)
+    if fig is not None:
         fig.savefig(out / "trust.png", dpi=110)
         plt.close(fig)
         written.append(out / "trust.png")
+        rows = _read_csv(group_csv)
+        names = [k.split("/", 1)[1] for k in rows[0] if k.startswith("agent_value/")]
 
         counts = np.array([[float(rows[-1][f"follow/{a}/{b}"]) for b in names] for a in names])
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from typing import Any
 
-from peer_service.algorithms import algorithm
+from peer_service.algorithms import ALGORITHMS, algorithm
 from peer_service.envs import resolve_env_id
 
 log = logging.getLogger("peerlearn.presets")
@@ -117,6 +117,11 @@ def preset_for(task: str, algo: str | None = None, discrete: bool | None = None)
     env_id = resolve_env_id(task)
     paper = paper_preset(env_id)
     name = algorithm(algo).name if algo else (paper.algo if paper else None)
+    if name is not None and discrete is not None and algorithm(name).discrete != discrete:
+        # SB3 would refuse it only inside the model's constructor, with an assertion.
+        fitting = ", ".join(a.name for a in ALGORITHMS.values() if a.discrete == discrete)
+        raise ValueError(f"{name} needs a {'discrete' if algorithm(name).discrete else 'continuous'} action space, "
+                         f"and {task}'s is {'discrete' if discrete else 'continuous'}: use {fitting}")
     if paper is not None and name is not None and algorithm(name).discrete == algorithm(paper.algo).discrete:
         # Another algorithm of the same kind on a paper task keeps the paper's settings, as the
         # authors' --mix-agents runs SAC, TD3 and DQN peers with one set of hyper-parameters.

@@ -11,7 +11,6 @@ same action replays the stored reply (a retry is never applied twice).
 
 from __future__ import annotations
 
-import copy
 import json
 import pickle
 import platform
@@ -27,7 +26,7 @@ import numpy as np
 import peerlearn
 from peer_service.attacks import Attack, parse_attack
 from peer_service.config import PeerConfig
-from peer_service.envs import make_env, resolve_env_id, room_critic, unwrap_room
+from peer_service.envs import check_spaces, evaluation_copy, make_env, resolve_env_id, room_critic, unwrap_room
 from peer_service.envs.room import optimal_action
 from peer_service.learner import SB3Learner
 from peer_service.presets import preset_for
@@ -45,6 +44,13 @@ SCRIPTED_GAMMA = 0.99
 DEFAULT_EVAL_EPISODES = 10
 
 
+def as_wire_observation(observation: Any) -> np.ndarray:
+    """Observations travel as floats (docs/protocol.md): an integer or boolean Box (a one-hot
+    FlattenObservation, pixels) is sent as float32; the learner keeps the env's own values."""
+    array = np.asarray(observation)
+    return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
+
+
 class Peer:
     def __init__(self, config: PeerConfig, model: Any | None = None, env: gym.Env | None = None) -> None:
         """A peer from its settings; `model` (a loaded SB3 model) and `env` (a user's env object) are
@@ -55,11 +61,15 @@ class Peer:
         if env is not None:
             self.env = env
             self.env_id = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-            self.eval_env = make_env(env.spec.id) if env.spec is not None else copy.deepcopy(env)
+            self.eval_env = evaluation_copy(env)
         else:
             self.env_id = resolve_env_id(config.task)
             self.env = make_env(self.env_id, wrappers=config.wrappers)
             self.eval_env = make_env(self.env_id, wrappers=config.wrappers)
+        check_spaces(self.env.observation_space, self.env.action_space, self.env_id)
+        if self.eval_env.observation_space != self.env.observation_space:
+            raise ValueError(f"the evaluation copy of {self.env_id} observes {self.eval_env.observation_space}, the "
+                             f"env {self.env.observation_space}: give the env a spec that lists its wrappers")
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self.learner: SB3Learner | None = None
@@ -175,7 +185,7 @@ class Peer:
         self.observation = None  # if the env fails to reset, the next Step waits for another Reset
         self.observation, _ = self.env.reset(seed=seed)
         self.episode_return, self.episode_length = 0.0, 0
-        return self.observation, self.last_step_id
+        return as_wire_observation(self.observation), self.last_step_id
 
     def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
              next_observation_rows: Sequence[int] = ()) -> StepResult:
@@ -217,12 +227,12 @@ class Peer:
         self.episode_return += float(reward)
         self.episode_length += 1
         result = StepResult(step_id=step_id, action=np.asarray(executed), reward=float(reward),
-                            next_observation=np.asarray(next_obs), terminated=bool(terminated),
+                            next_observation=as_wire_observation(next_obs), terminated=bool(terminated),
                             truncated=bool(truncated), gradient_steps=grad_steps, losses=losses)
         if terminated or truncated:
             result.episode_return, result.episode_length = self.episode_return, self.episode_length
             self.observation, _ = self.env.reset()
-            result.reset_observation = self.observation
+            result.reset_observation = as_wire_observation(self.observation)
             self.episode_return, self.episode_length = 0.0, 0
         else:
             self.observation = next_obs

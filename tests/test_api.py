@@ -4,6 +4,7 @@ your own SB3 models as peers and drive them as a group; the README's example run
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -46,6 +47,29 @@ def test_served_models_join_a_group_as_learner_and_adviser(tmp_path: Path) -> No
     assert learner_model.num_timesteps == 200 and learner_model._n_updates > 0
     follows = (summary.run_dir / "group.csv").read_text().splitlines()[-1]
     assert follows  # the group ran; who followed whom is in group.csv
+    # Served without a checkpoint directory, the learner refuses the run's final Save: a prompt, proper
+    # answer, so it is noted (the run cannot be resumed) and never counted against the peer's health.
+    health = (summary.run_dir / "health.csv").read_text()
+    assert "suspect" not in health and "refuses to checkpoint" in health
+    errors = json.loads((summary.run_dir / "summary.json").read_text())["errors"]
+    assert "no checkpoint directory" in " ".join(errors["mine"])
+
+
+def test_a_served_env_is_evaluated_with_its_own_wrappers(tmp_path: Path) -> None:
+    """Blackjack's observations are a Tuple; flattened (one-hot integers), they travel as floats, and
+    the evaluation copy of the user's env keeps the wrapper. Unflattened, the env is refused at once."""
+    th.set_num_threads(1)
+
+    def blackjack() -> gym.Env:
+        return gym.wrappers.FlattenObservation(gym.make("Blackjack-v1"))
+
+    with serve(DQN("MlpPolicy", blackjack(), learning_starts=50), blackjack(), peer_id="a", total_steps=100) as a, \
+            serve(DQN("MlpPolicy", blackjack(), learning_starts=50), blackjack(), peer_id="b", total_steps=100) as b:
+        summary = run(addresses=[a.address, b.address], steps=100, eval_every=100, eval_episodes=5,
+                      progress=False, status_port=-1, out=str(tmp_path), name="wrapped")
+    assert set(summary.final_eval) == {"a", "b"}  # both evaluated: the copy observes what the model expects
+    with pytest.raises(ValueError, match="observations are a Tuple space.*FlattenObservation"):
+        serve(DQN("MlpPolicy", blackjack()), gym.make("Blackjack-v1"))
 
 
 def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

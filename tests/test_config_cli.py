@@ -51,6 +51,7 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
      "learner: SAC needs a continuous action space, and CartPole-v1's is discrete: use DQN, QRDQN"),
     (["run", "--task", "Pendulum-v1", "--learner", '{"algo": "QRDQN"}'],
      "learner: QRDQN needs a discrete action space, and Pendulum-v1's is continuous: use SAC, TQC, CrossQ"),
+    (["run", "--task", "Blackjack-v1"], "task: Blackjack-v1's observations are a Tuple space, and a peer sends each"),
     (["run", "--roles", "learner,adviser", "--peers", "2"], "roles: peer-1 is an adviser, which needs a pretrained"),
     (["run", "--pretrained", "nope.zip", "--peers", "1"], "pretrained: expected an SB3 model zip for peer-0, got"),
     (["run", "--wrappers", "Nope"], "wrappers: wrapper 'Nope': no wrapper 'Nope' (a class of gymnasium.wrappers"),

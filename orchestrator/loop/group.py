@@ -127,6 +127,7 @@ class Group:
         self._t_started = 0
         self.round_seconds = {"suggest": 0.0, "evaluate": 0.0, "step": 0.0}
         self.max_step_seconds = 0.0
+        self.cannot_save: set[str] = set()  # peers that answered Save with FAILED_PRECONDITION (noted once)
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -440,6 +441,15 @@ class Group:
             try:
                 return (await m.client.save(m.step_id))[1]
             except PeerCallError as err:
+                if err.code == "FAILED_PRECONDITION":
+                    # A prompt, well-formed refusal (a peer served without a checkpoint directory, say):
+                    # the peer is healthy, the run just has no complete checkpoint to resume from.
+                    if m.name not in self.cannot_save:
+                        self.cannot_save.add(m.name)
+                        m.errors.append(f"step {self.t}: Save: {err}")
+                        self.health.note(m.index, "refuses to checkpoint (FAILED_PRECONDITION; summary.json says "
+                                                  "why): this run cannot be resumed")
+                    return None
                 self._failed(m, "Save", err)
                 return None
 

@@ -179,7 +179,7 @@ class HealthMonitor:
 
     def _event(self, i: int, what: str) -> None:
         self.events.append((time.time(), self.clock(), self.names[i], what))
-        log.warning("step %d: %s is %s", self.clock(), self.names[i], what)
+        log.warning("step %d: %s: %s", self.clock(), self.names[i], what)
         if self.on_event is not None:
             self.on_event(i, what)
 

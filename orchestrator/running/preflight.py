@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from orchestrator.config import RunConfig
 from peer_service.attacks import parse_attack
-from peer_service.envs import MUJOCO_KWARGS, make_env, resolve_env_id
+from peer_service.envs import MUJOCO_KWARGS, check_spaces, make_env, resolve_env_id
 from peer_service.presets import LearnerPreset, preset_for
 from peerlearn.settings import UserError
 
@@ -32,9 +33,13 @@ def check_local_peers(config: RunConfig) -> RunConfig:
     except ValueError as err:
         raise UserError(f"task: {err}") from None
     try:
-        _is_discrete(config.task, tuple(config.wrappers))
+        observations, actions = _spaces(config.task, tuple(config.wrappers))
     except ValueError as err:
         raise UserError(f"wrappers: {err}") from None
+    try:
+        check_spaces(observations, actions, config.task)
+    except ValueError as err:
+        raise UserError(f"task: {err}") from None
     for i in range(config.peers):
         if config.command(i):
             continue
@@ -64,14 +69,19 @@ def learner_preset(config: RunConfig, index: int) -> LearnerPreset:
     return preset_for(config.task, overrides.get("algo"), discrete=discrete).with_overrides(**overrides)
 
 
-@functools.cache
 def _is_discrete(task: str, wrappers: tuple[str, ...]) -> bool:
-    """Whether the task's (wrapped) action space is discrete; one env built per task, not per peer."""
+    """Whether the task's (wrapped) action space is discrete."""
     import gymnasium as gym
 
+    return isinstance(_spaces(task, wrappers)[1], gym.spaces.Discrete)
+
+
+@functools.cache
+def _spaces(task: str, wrappers: tuple[str, ...]) -> tuple[Any, Any]:
+    """The task's (wrapped) observation and action spaces; one env built per task, not per peer."""
     env = make_env(task, wrappers=list(wrappers))
     try:
-        return isinstance(env.action_space, gym.spaces.Discrete)
+        return env.observation_space, env.action_space
     finally:
         env.close()
 

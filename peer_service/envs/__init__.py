@@ -3,6 +3,7 @@ other Gymnasium environment, a user's own included."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import gymnasium as gym
@@ -77,9 +78,33 @@ def wrap_env(env: gym.Env, spec: str) -> gym.Env:
         raise ValueError(f"wrapper {spec!r}: {err}") from err
 
 
+def check_spaces(observations: gym.Space, actions: gym.Space, task: str) -> None:
+    """Refuse spaces a peer cannot carry: each state travels as one array (a Box), each action as an
+    index (Discrete) or an array (Box)."""
+    if not isinstance(observations, gym.spaces.Box):
+        raise ValueError(f"{task}'s observations are a {type(observations).__name__} space, and a peer sends "
+                         "each state as one array: flatten them with the wrapper FlattenObservation (--wrappers "
+                         "FlattenObservation; a Discrete observation becomes one-hot)")
+    if not isinstance(actions, gym.spaces.Discrete | gym.spaces.Box):
+        raise ValueError(f"{task}'s actions are a {type(actions).__name__} space; a peer's learners act in a "
+                         "Discrete space (DQN, QRDQN) or a Box (SAC, TQC, CrossQ, TD3, DDPG)")
+
+
+def evaluation_copy(env: gym.Env) -> gym.Env:
+    """A second instance of a user's env object for evaluation, with its wrappers: gymnasium rebuilds
+    it from its spec (which lists the wrappers), else a deep copy."""
+    if env.spec is not None:
+        try:
+            return gym.make(env.spec)
+        except (gym.error.Error, TypeError, ValueError, AttributeError):
+            pass  # a wrapper gymnasium cannot rebuild from its spec (say, one given a lambda)
+    return copy.deepcopy(env)
+
+
 def unwrap_room(env: gym.Env) -> RoomEnv | None:
     inner = env.unwrapped
     return inner if isinstance(inner, RoomEnv) else None
 
 
-__all__ = ["ALIASES", "MUJOCO_KWARGS", "RoomEnv", "make_env", "resolve_env_id", "room_id", "unwrap_room"]
+__all__ = ["ALIASES", "MUJOCO_KWARGS", "RoomEnv", "check_spaces", "evaluation_copy", "make_env", "resolve_env_id",
+           "room_id", "unwrap_room"]

@@ -53,7 +53,11 @@ def load_model(path: str | Path, algo: str | None = None, env: gym.Env | None = 
                          "A2C save the same policy class); name it (learner setting algo, e.g. PPO)")
     on_policy = next((k for k in ON_POLICY if k.lower() == name.lower()), None)
     cls = getattr(import_module(ON_POLICY[on_policy]), on_policy) if on_policy else algorithm(name).load()
-    return cls.load(str(path), env=env, device="cpu")
+    try:
+        return cls.load(str(path), env=env, device="cpu")
+    except ValueError as err:  # SB3's check of the model's spaces against the env's
+        raise ValueError(f"pretrained model {str(path)!r} does not fit the task: {err} (the model's first, the "
+                         "task's second)") from err
 
 
 def is_off_policy(model: Any) -> bool:

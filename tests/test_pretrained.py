@@ -87,3 +87,20 @@ def test_a_run_with_a_pretrained_adviser_and_a_pretrained_learner(zips: dict[str
     last = (run_dir / "group.csv").read_text().splitlines()
     header, row = last[0].split(","), last[-1].split(",")
     assert int(row[header.index("follow/peer-0/peer-1")]) > 0  # the frozen adviser was followed
+
+
+def test_a_model_of_another_task_is_refused_in_one_line(zips: dict[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A CartPole model offered to Room-6: the peer refuses it at start (exit 2), and `peerlearn run`
+    says which peer and why in one line, exit 2, instead of the orchestrator's traceback."""
+    from peerlearn.cli import main
+
+    code = main(["run", "--task", "room-6", "--peers", "2", "--roles", "learner,adviser", "--pretrained",
+                 f",{zips['dqn']}", "--steps", "100", "--out", str(tmp_path), "--status-port", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
+    assert "peer-1 refused its settings: pretrained model" in err[0] and "does not fit the task" in err[0]
+    from peer_service.envs import make_env
+
+    with pytest.raises(ValueError, match="does not fit the task: Observation spaces do not match"):
+        load_model(zips["dqn"], env=make_env("room-6"))

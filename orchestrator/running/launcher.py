@@ -28,7 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orchestrator.running.forkserver import ForkedProcess, ForkServer
 from peer_service.config import PeerConfig
 from peer_service.main import _declared, peer_argv
-from peerlearn.settings import env_name
+from peerlearn.settings import UserError, env_name
 
 
 @dataclass
@@ -70,6 +70,10 @@ def inherited_variables(environ: dict[str, str] | None = None) -> tuple[dict[str
 
 class PeerStartError(RuntimeError):
     pass
+
+
+class PeerRefusedSettings(PeerStartError, UserError):
+    """A peer that exited with 2 at start: its settings are wrong (a user error, one line, exit 2)."""
 
 
 class LocalPeers:
@@ -133,7 +137,13 @@ class LocalPeers:
         for spec, proc, port_file in zip(self.specs, self.processes, port_files, strict=True):
             while not port_file.exists():
                 if proc.poll() is not None:
-                    tail = (self.log_dir / f"{spec.peer_id}.log").read_text()[-2000:]
+                    log_file = self.log_dir / f"{spec.peer_id}.log"
+                    tail = log_file.read_text()[-2000:]
+                    lines = [line for line in tail.splitlines() if line.strip()]
+                    if proc.returncode == 2 and lines:
+                        reason = lines[-1].removeprefix("peerlearn peer: error: ")
+                        raise PeerRefusedSettings(f"{spec.peer_id} refused its settings: {reason} "
+                                                  f"(its log: {log_file})")
                     raise PeerStartError(f"peer {spec.peer_id} exited with {proc.returncode} at start:\n{tail}")
                 if time.monotonic() > deadline:
                     raise PeerStartError(f"peer {spec.peer_id} did not start within {self.start_timeout_s} s")

@@ -261,3 +261,16 @@ def test_run_says_which_peer_variables_it_withholds(monkeypatch: pytest.MonkeyPa
     err = capsys.readouterr().err
     assert "PEERLEARN_ATTACK is not given to the peers started here" in err
     assert "the peers inherit PEERLEARN_TORCH_THREADS=2" in err and "PEERLEARN_SEED" not in err
+
+
+def test_a_task_whose_package_is_missing_is_not_called_unknown(capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered, but its package is not installed (LunarLander without Box2D): say that, not "unknown"."""
+    import gymnasium as gym
+
+    def missing(*args: object, **kwargs: object) -> None:
+        raise gym.error.DependencyNotInstalled("Box2D is not installed, run `pip install \"gymnasium[box2d]\"`")
+
+    monkeypatch.setattr(gym, "make", missing)
+    err = _error(capsys, ["run", "--task", "LunarLander-v3"])
+    assert "task 'LunarLander-v3' needs a package that is not installed: Box2D is not installed" in err

@@ -40,6 +40,8 @@ def make_env(task: str, render_mode: str | None = None, wrappers: Sequence[str] 
         kwargs["render_mode"] = render_mode
     try:
         env = gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as err:  # registered, but its package is missing
+        raise ValueError(f"task {task!r} needs a package that is not installed: {err}") from err
     except (gym.error.Error, ModuleNotFoundError) as err:
         raise ValueError(f"unknown task {task!r}: {err} (a Gymnasium id such as CartPole-v1, module:EnvId for "
                          f"your own env, or one of {', '.join(ALIASES)})") from err

@@ -65,6 +65,12 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
             values[name] = defaults[name]
     if values["role"] not in ROLES:
         raise UserError(f"role: expected one of {', '.join(ROLES)}, got {values['role']!r}")
+    for name, expected, within in (("port", "0 (any free port) to 65535", lambda v: 0 <= v <= 65535),
+                                   ("seed", ">= 0", lambda v: v >= 0), ("total_steps", ">= 1", lambda v: v >= 1),
+                                   ("torch_threads", ">= 1", lambda v: v >= 1),
+                                   ("keep_checkpoints", ">= 0", lambda v: v >= 0)):
+        if not within(values[name]):
+            raise UserError(f"{name} must be {expected}, got {values[name]}")
     if values["attack"]:
         from peer_service.attacks import parse_attack
 

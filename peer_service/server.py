@@ -166,6 +166,8 @@ async def serve(peer: Peer, host: str = "127.0.0.1", port: int = 0, port_file: s
 
     `security` (peerlearn/security.py): TLS / mutual TLS / bearer tokens; without TLS only a
     loopback host is served unless it allows insecure."""
+    if not 0 <= port <= 65535:  # gRPC would bind port % 65536 without a word
+        raise ValueError(f"port must be 0 (any free port) to 65535, got {port}")
     security = security or ServerSecurity()
     security.check(host)
     server = grpc.aio.server(options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,

@@ -47,6 +47,8 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     (["run", "--eval-every", "0"], "eval_every must be >= 1, got 0"),
     (["run", "--seed", "-3"], "seed must be >= 0 (peer i's seed is seed * 1000 + i), got -3"),
     (["run", "--rpc-timeout-s", "nan"], "rpc_timeout_s must be > 0, got nan"),
+    (["peer", "--port", "99999"], "port must be 0 (any free port) to 65535, got 99999"),  # not 99999 % 65536
+    (["peer", "--total-steps", "0"], "total_steps must be >= 1, got 0"),
     (["run", "--task", "Nope-v0"], "task: unknown task 'Nope-v0': Environment `Nope` doesn't exist."),
     (["run", "--task", "no_such_module:Env-v0"], "task: unknown task 'no_such_module:Env-v0': No module named"),
     (["run", "--learner", '{"learning_strats": 5}'], "learner: unknown setting(s) learning_strats for DQN; known: "),

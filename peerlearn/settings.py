@@ -34,6 +34,11 @@ class UserError(ValueError):
     A ValueError, so code that validated with ValueError before still catches it."""
 
 
+class RunStopped(RuntimeError):
+    """A run that could not go on (too few usable acting peers for too long): its results so far are
+    written; reported in one line, exit 1."""
+
+
 def env_name(setting: str) -> str:
     """The environment variable of a setting: `rpc_timeout_s` <-> `PEERLEARN_RPC_TIMEOUT_S`."""
     return ENV_PREFIX + setting.upper()

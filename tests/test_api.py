@@ -78,3 +78,18 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     example = next(b for b in blocks if "peerlearn.api" in b)
     monkeypatch.chdir(tmp_path)
     exec(compile(example, str(README), "exec"), {"__name__": "readme_example"})
+
+
+def test_a_group_that_cannot_run_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Peers on different tasks, or an address nobody serves: a UserError (exit 2 from the CLI) that
+    names the peer and what differs, before any step."""
+    from peerlearn.settings import UserError
+
+    th.set_num_threads(1)
+    with serve(DQN("MlpPolicy", gym.make("CartPole-v1")), gym.make("CartPole-v1"), peer_id="cart") as a, \
+            serve(DQN("MlpPolicy", gym.make("Acrobot-v1")), gym.make("Acrobot-v1"), peer_id="acro") as b:
+        with pytest.raises(UserError, match=r"incompatible group: acro trains on Acrobot-v1, cart on CartPole-v1; "
+                                            r"acro observation space"):
+            run(addresses=[a.address, b.address], steps=10, progress=False, status_port=-1, out=str(tmp_path))
+        with pytest.raises(UserError, match=r"cannot reach the peer at 127\.0\.0\.1:1: UNAVAILABLE"):
+            run(addresses=[a.address, "127.0.0.1:1"], steps=10, progress=False, status_port=-1, out=str(tmp_path))

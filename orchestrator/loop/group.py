@@ -32,6 +32,7 @@ from orchestrator.loop.evidence import Evidence, EvidenceDraw, EvidenceLedger, K
 from orchestrator.loop.health import BANNED, EJECTED, HealthMonitor
 from orchestrator.loop.trust import aggregate_agent_values, choose_from, combine, normalise, softmax, update_reputation
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
+from peerlearn.settings import UserError
 from peerlearn.tensors import WireError, spaces_equal
 from peerlearn.validation import check_actions, check_states, check_values, empty_batch
 
@@ -99,8 +100,9 @@ class Recorder(Protocol):
     def checkpoint(self, state: dict[str, Any]) -> None: ...
 
 
-class GroupError(RuntimeError):
-    """The group cannot run (incompatible peers, nobody able to act)."""
+class GroupError(UserError):
+    """The group cannot run (a peer out of reach, incompatible peers, a checkpoint of another group):
+    the user's addresses or settings, said in one line (exit 2)."""
 
 
 class Group:
@@ -133,7 +135,14 @@ class Group:
     @classmethod
     async def connect(cls, clients: list[PeerClient], config: RunConfig,
                       recorder: Recorder | None = None) -> Group:
-        infos = await asyncio.gather(*(c.get_info() for c in clients))
+        async def handshake(client: PeerClient) -> PeerInfo:
+            try:
+                return await client.get_info()
+            except PeerCallError as err:
+                raise GroupError(f"cannot reach the peer at {client.address}: {err.code}: {err.message} (is it "
+                                 "running at that address?)") from None
+
+        infos = await asyncio.gather(*(handshake(c) for c in clients))
         check_compatible(infos)
         n = len(clients)
         members = [Member(index=i, client=c, info=info, trust=np.full(n, config.init_trust),
@@ -570,4 +579,4 @@ def check_compatible(infos: list[PeerInfo]) -> None:
     if not any(i.capabilities.acts for i in infos):
         problems.append("no peer acts: a group needs at least one peer with an environment")
     if problems:
-        raise GroupError("incompatible group:\n  " + "\n  ".join(problems))
+        raise GroupError("incompatible group: " + "; ".join(problems))

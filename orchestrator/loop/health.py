@@ -34,14 +34,15 @@ from dataclasses import dataclass
 
 from orchestrator.config import RunConfig
 from orchestrator.loop.client import PeerClient
+from peerlearn.settings import RunStopped
 
 log = logging.getLogger("peerlearn.orchestrator")
 
 HEALTHY, SUSPECT, EJECTED, REJOINING, BANNED = "healthy", "suspect", "ejected", "rejoining", "banned"
 
 
-class QuorumLost(RuntimeError):
-    pass
+class QuorumLost(RunStopped):
+    """Too few usable acting peers for longer than pause_timeout_s."""
 
 
 @dataclass

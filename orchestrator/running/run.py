@@ -14,6 +14,7 @@ from pathlib import Path
 from orchestrator.config import RunConfig, stagger_phases, usable_cores
 from orchestrator.loop.client import PeerClient
 from orchestrator.loop.group import Group
+from orchestrator.loop.health import QuorumLost
 from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
 from orchestrator.running.inproc_client import InprocPeerClient
 from orchestrator.running.launcher import LocalPeers, PeerSpec
@@ -23,7 +24,7 @@ from orchestrator.running.recorder import RunRecorder, new_run_dir
 from orchestrator.running.status import StatusServicer, start_status_server
 from peerlearn.grpc_options import channel_options
 from peerlearn.security import ClientSecurity, read_tokens
-from peerlearn.settings import UserError
+from peerlearn.settings import RunStopped, UserError
 
 
 @dataclass
@@ -182,6 +183,7 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
             (run_dir / "status_address").write_text(status_address + "\n")
 
         group: Group | None = None
+        stopped = ""  # why the run stopped before its budget (QuorumLost), if it did
         try:  # from here on, whatever happens (Ctrl-C during start-up included), results are closed
             group = await Group.connect(clients, config, recorder)
             status.group = group
@@ -194,9 +196,13 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
             if config.progress and status_address:
                 view.console.print(f"status: peerlearn status {status_address}    results: {run_dir}")
             with view:
-                await group.run(config.steps, on_step=view.update)
+                try:
+                    await group.run(config.steps, on_step=view.update)
+                except QuorumLost as err:  # the results so far are written below, then the run says why
+                    stopped = str(err)
                 view.update(group, force=True)
-            await group.checkpoint()
+            if not stopped:
+                await group.checkpoint()
         finally:
             status.finished = True
             plots = recorder.close(group)
@@ -211,5 +217,8 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
              "max_step_seconds": round(group.max_step_seconds, 3),
              "health_events": [list(e) for e in group.health.events],
              "invalid_replies": {m.name: m.invalid_replies for m in group.members if m.invalid_replies},
-             "errors": {m.name: m.errors for m in group.members if m.errors}}, indent=2))
+             "errors": {m.name: m.errors for m in group.members if m.errors},
+             **({"stopped": stopped} if stopped else {})}, indent=2))
+        if stopped:
+            raise RunStopped(f"stopped at group step {group.t}: {stopped}; the results so far are in {run_dir}")
         return summary

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 
-from peerlearn.settings import Parser, UserError
+from peerlearn.settings import Parser, RunStopped, UserError
 
 DEFAULT_HELP = ("With no options, `peerlearn run` trains 3 DQN peers on Room-6 for 6,000 steps each over gRPC "
                 "(about 1-2 minutes on 2 cores); each peer reaches the exact optimum (47.10).")
@@ -411,4 +411,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"peerlearn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunStopped as err:
+        if args.debug:
+            raise
+        print(f"peerlearn {args.command}: {err}", file=sys.stderr)
+        return 1
 

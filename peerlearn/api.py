@@ -14,6 +14,10 @@ TOML keys and CLI flags); `arun` is the coroutine, for code that already runs an
 `serve` puts a loaded stable-baselines3 / sb3-contrib model and its env behind the peer protocol: an
 off-policy model learns on as a group member (role "learner"); any model, PPO and A2C included, can
 advise without learning (role "adviser").
+
+Settings the run or a peer cannot work with raise `UserError` (a ValueError) before anything
+starts; a run that loses every acting peer for longer than pause_timeout_s writes its results so
+far and raises `RunStopped`.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from typing import Any
 
 from orchestrator.config import RunConfig
 from orchestrator.running.run import RunSummary
+from peerlearn.settings import RunStopped, UserError
 
-__all__ = ["PeerServer", "RunConfig", "RunSummary", "arun", "run", "serve"]
+__all__ = ["PeerServer", "RunConfig", "RunStopped", "RunSummary", "UserError", "arun", "run", "serve"]
 
 
 def _config(config: RunConfig | None, settings: dict[str, Any]) -> RunConfig:

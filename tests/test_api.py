@@ -83,7 +83,7 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_group_that_cannot_run_is_refused_in_one_line(tmp_path: Path) -> None:
     """Peers on different tasks, or an address nobody serves: a UserError (exit 2 from the CLI) that
     names the peer and what differs, before any step."""
-    from peerlearn.settings import UserError
+    from peerlearn.api import UserError
 
     th.set_num_threads(1)
     with serve(DQN("MlpPolicy", gym.make("CartPole-v1")), gym.make("CartPole-v1"), peer_id="cart") as a, \

@@ -210,7 +210,9 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
         summary = RunSummary(run_dir=run_dir, final_eval=final, group_steps=group.t,
                              seconds=loop.time() - started, status_address=status_address, peer_pids=pids,
                              plots=plots)
-        (run_dir / "summary.json").write_text(json.dumps(
+        # summary.json marks a finished run (sweeps skip it, reports read it); a stopped one, which
+        # --resume can continue from its last checkpoint, writes the same record as stopped.json.
+        (run_dir / ("stopped.json" if stopped else "summary.json")).write_text(json.dumps(
             {"final_eval": final, "group_steps": group.t, "peer_pids": pids, "seconds": round(summary.seconds, 2),
              "steps_per_second": round(group.steps_per_second, 2),
              "round_seconds": {k: round(v, 3) for k, v in group.round_seconds.items()},

@@ -35,3 +35,21 @@ def test_evaluate_reproduces_the_runs_final_evaluation_and_records_a_video(tmp_p
         evaluate_run(summary.run_dir, peer="peer-9")
     with pytest.raises(UserError, match="expected a run folder"):
         evaluate_run(tmp_path / "nothing")
+
+
+def test_a_video_whose_renderer_is_missing_says_which_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CartPole renders with pygame, an extra of gymnasium: without it, one line naming the package."""
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    from orchestrator.running.evaluate import record_gif
+
+    def no_pygame(self: object) -> None:
+        raise gym.error.DependencyNotInstalled("pygame is not installed")
+
+    monkeypatch.setattr(CartPoleEnv, "render", no_pygame)
+    peer = SimpleNamespace(env_id="CartPole-v1", config=SimpleNamespace(wrappers=[]), learner=None)
+    with pytest.raises(UserError, match=r"video: task CartPole-v1 needs a package to render: pygame is not installed"):
+        record_gif(peer, tmp_path / "cart.gif", seed=0)

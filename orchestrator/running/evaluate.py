@@ -70,6 +70,7 @@ def evaluate_run(run_dir: Path, peer: str | None = None, episodes: int | None = 
 
 def record_gif(peer: object, path: Path, seed: int, max_frames: int = 1000) -> Path:
     """One episode of the peer's deterministic policy, rendered to an animated GIF."""
+    import gymnasium as gym
     from PIL import Image
 
     from peer_service.envs import make_env
@@ -80,7 +81,10 @@ def record_gif(peer: object, path: Path, seed: int, max_frames: int = 1000) -> P
                         f"(render modes: {', '.join(env.metadata.get('render_modes', [])) or 'none'})")
     learner = peer.learner  # type: ignore[attr-defined]
     obs, _ = env.reset(seed=seed)
-    frames = [env.render()]
+    try:
+        frames = [env.render()]
+    except gym.error.DependencyNotInstalled as err:  # CartPole's pygame, say: the first frame tells
+        raise UserError(f"video: task {peer.env_id} needs a package to render: {err}") from None  # type: ignore[attr-defined]
     done = False
     while not done and len(frames) < max_frames:
         action = learner.suggest(np.asarray(obs, dtype=np.float32)[None], deterministic=True)[0]

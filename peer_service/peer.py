@@ -45,10 +45,10 @@ DEFAULT_EVAL_EPISODES = 10
 
 
 def as_wire_observation(observation: Any) -> np.ndarray:
-    """Observations travel as floats (docs/protocol.md): an integer or boolean Box (a one-hot
-    FlattenObservation, pixels) is sent as float32; the learner keeps the env's own values."""
+    """Observations travel as FLOAT32 or FLOAT64 (docs/protocol.md): any other Box (integers of a one-hot
+    FlattenObservation, pixels, float16) is sent as float32; the learner keeps the env's own values."""
     array = np.asarray(observation)
-    return array if np.issubdtype(array.dtype, np.floating) else array.astype(np.float32)
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float32)
 
 
 class Peer:

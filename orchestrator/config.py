@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from peerlearn.settings import ROLES, UserError, attribute_docs, check_type, read_env
+from peerlearn.settings import ROLES, UserError, attribute_docs, check_type, read_env, unknown_names
 
 MODES = ("peer", "single", "random", "early")
 
@@ -266,7 +266,8 @@ class RunConfig:
         known = {f.name: f.type for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise UserError(f"{where}: unknown key(s) {unknown_names(unknown, set(known))}; known: "
+                            f"{', '.join(sorted(known))}")
         return cls(**{k: check_type(v, known[k], f"{where}: {k}") for k, v in data.items()})
 
     @classmethod

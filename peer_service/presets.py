@@ -14,6 +14,7 @@ from typing import Any
 
 from peer_service.algorithms import ALGORITHMS, algorithm
 from peer_service.envs import resolve_env_id
+from peerlearn.settings import unknown_names
 
 log = logging.getLogger("peerlearn.presets")
 
@@ -59,7 +60,7 @@ class LearnerPreset:
         sb3 = sb3_arguments(algo)
         unknown = sorted(set(overrides) - own - sb3 - {"extra"})
         if unknown:
-            raise ValueError(f"unknown setting(s) {', '.join(unknown)} for {algo}; known: "
+            raise ValueError(f"unknown setting(s) {unknown_names(unknown, own | sb3)} for {algo}; known: "
                              f"{', '.join(sorted(own | sb3))}")
         known = {k: v for k, v in overrides.items() if v is not None and k in own}
         if "net_arch" in known:

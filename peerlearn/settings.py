@@ -39,6 +39,17 @@ class RunStopped(RuntimeError):
     written; reported in one line, exit 1."""
 
 
+def unknown_names(unknown: list[str], known: set[str] | list[str]) -> str:
+    """The unknown names, each with the known one it most likely misspells: "stpes (did you mean steps?)"."""
+    import difflib
+
+    def hint(name: str) -> str:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        return f"{name} (did you mean {close[0]}?)" if close else name
+
+    return ", ".join(hint(name) for name in unknown)
+
+
 def env_name(setting: str) -> str:
     """The environment variable of a setting: `rpc_timeout_s` <-> `PEERLEARN_RPC_TIMEOUT_S`."""
     return ENV_PREFIX + setting.upper()

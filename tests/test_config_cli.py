@@ -51,7 +51,8 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     (["peer", "--total-steps", "0"], "total_steps must be >= 1, got 0"),
     (["run", "--task", "Nope-v0"], "task: unknown task 'Nope-v0': Environment `Nope` doesn't exist."),
     (["run", "--task", "no_such_module:Env-v0"], "task: unknown task 'no_such_module:Env-v0': No module named"),
-    (["run", "--learner", '{"learning_strats": 5}'], "learner: unknown setting(s) learning_strats for DQN; known: "),
+    (["run", "--learner", '{"learning_strats": 5}'],
+     "learner: unknown setting(s) learning_strats (did you mean learning_starts?) for DQN; known: "),
     (["run", "--algos", "PPO,DQN", "--peers", "2"], "learner: unknown algorithm 'PPO'; known: DQN, QRDQN, SAC"),
     (["run", "--task", "CartPole-v1", "--algos", "DQN,SAC", "--peers", "2"],
      "learner: SAC needs a continuous action space, and CartPole-v1's is discrete: use DQN, QRDQN"),
@@ -74,11 +75,11 @@ def test_bad_values_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
 
 
 def test_bad_toml_files_exit_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cases = {"unknown.toml": ("stpes = 5\n", "unknown key(s) stpes; known: agent_value_aggregation"),
+    cases = {"unknown.toml": ("stpes = 5\n", "unknown key(s) stpes (did you mean steps?); known: agent_value_"),
              "type.toml": ('steps = "many"\n', "steps: expected an integer, got 'many'"),
              "syntax.toml": ("steps = \n", "is not valid TOML"),
              "learner.toml": ("[learner]\nlearning_strats = 5\n",
-                              "learner: unknown setting(s) learning_strats for DQN")}
+                              "learner: unknown setting(s) learning_strats (did you mean learning_starts?) for DQN")}
     for name, (text, expected) in cases.items():
         (tmp_path / name).write_text(text)
         assert expected in _error(capsys, ["run", "--config", str(tmp_path / name)]), name

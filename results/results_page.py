@@ -483,7 +483,7 @@ FOOTER = """## What is not here, and why
 - **The ablation** (7 subsets of critic, trust, agent values x advantage) at a long budget: not run;
   only the 2,000-step run of the earlier section exists.
 - **Group size with the advantage on.** Section 5 follows the paper's group-size setting (advantage
-  off), in which trust settles at the level of the values and the choice stays near uniform at every
+  off), in which trust moves toward the level of the values and the choice stays near uniform at every
   N, so it compares groups that follow each other almost at random. Where trust separates the peers
   (advantage on, section 1's figure of one run shows when) group size was not varied.
 - **Seeds.** Every grid has 5 seeds (the av-rate A/B 3, read against room21-120k's 5); the paper used

@@ -91,5 +91,5 @@ def test_a_group_that_cannot_run_is_refused_in_one_line(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=r"incompatible group: acro trains on Acrobot-v1, cart on CartPole-v1; "
                                             r"acro observation space"):
             run(addresses=[a.address, b.address], steps=10, progress=False, status_port=-1, out=str(tmp_path))
-        with pytest.raises(UserError, match=r"cannot reach the peer at 127\.0\.0\.1:1: UNAVAILABLE"):
+        with pytest.raises(UserError, match=r"handshake with the peer at 127\.0\.0\.1:1 failed: UNAVAILABLE"):
             run(addresses=[a.address, "127.0.0.1:1"], steps=10, progress=False, status_port=-1, out=str(tmp_path))

@@ -194,7 +194,8 @@ def test_hyper_parameters_resolve_paper_then_zoo_then_sb3_defaults(monkeypatch: 
 
     tuned = room.with_overrides(algo="QRDQN", policy_kwargs={"n_quantiles": 10}, max_grad_norm=5)
     assert tuned.extra == {"policy_kwargs": {"n_quantiles": 10}, "max_grad_norm": 5}
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) learnin_rate for DQN; known: .*learning_rate"):
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) learnin_rate \(did you mean learning_rate\?\) for "
+                                         r"DQN; known: .*learning_rate"):
         room.with_overrides(learnin_rate=1e-3)
     with pytest.raises(ValueError, match="unknown setting"):
         room.with_overrides(ent_coef=0.1)  # a SAC argument, not DQN's

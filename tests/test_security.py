@@ -31,6 +31,7 @@ from peer_service.server import MAX_CONCURRENT_RPCS, serve
 from peerlearn.certs import make_certificates
 from peerlearn.cli import main as cli_main
 from peerlearn.security import ClientSecurity, SecurityError, ServerSecurity
+from peerlearn.settings import UserError
 from peerlearn.tensors import to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc
@@ -255,7 +256,7 @@ def test_a_group_runs_over_mutual_tls_with_tokens(pki: dict[str, Path], tmp_path
         assert summary.group_steps == 40 and set(summary.final_eval) == {"peer-0", "peer-1"}
         # the tokens are per peer: swapping them is an authentication failure
         config.name, config.token_files = "swapped", list(reversed(tokens))
-        with pytest.raises(PeerCallError, match="authentication failed"):
+        with pytest.raises(UserError, match="UNAUTHENTICATED: authentication failed.*check token_files"):
             asyncio.run(run_group(config, [f"peer-0@{a0}", f"peer-1@{a1}"]))
 
 

@@ -139,8 +139,12 @@ class Group:
             try:
                 return await client.get_info()
             except PeerCallError as err:
-                raise GroupError(f"cannot reach the peer at {client.address}: {err.code}: {err.message} (is it "
-                                 "running at that address?)") from None
+                hint = {"UNAVAILABLE": " (is it running at that address?)",
+                        "DEADLINE_EXCEEDED": " (is it running at that address?)",
+                        "UNAUTHENTICATED": " (check token_files and the TLS settings)",
+                        "PERMISSION_DENIED": " (check token_files and the TLS settings)"}.get(err.code, "")
+                raise GroupError(f"handshake with the peer at {client.address} failed: {err.code}: "
+                                 f"{err.message}{hint}") from None
 
         infos = await asyncio.gather(*(handshake(c) for c in clients))
         check_compatible(infos)

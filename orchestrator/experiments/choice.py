@@ -31,6 +31,8 @@ class Selection:
     names: list[str]
     prob: dict[str, dict[str, np.ndarray]]
     folder: Path
+    last: dict[str, str]  # group.csv's last row: where trust ended
+    use_advantage: bool
 
     @property
     def askers(self) -> list[str]:
@@ -55,8 +57,9 @@ def read_selections(folders: list[Path]) -> list[Selection]:
     found = []
     for folder in folders:
         for run_dir in find_runs([folder]):
-            path, config = run_dir / "group.csv", run_dir / "config.toml"
-            if not path.exists() or tomllib.loads(config.read_text()).get("mode", "peer") != "peer":
+            path = run_dir / "group.csv"
+            config = tomllib.loads((run_dir / "config.toml").read_text())
+            if not path.exists() or config.get("mode", "peer") != "peer":
                 continue
             with path.open() as f:
                 rows = list(csv.DictReader(f))
@@ -66,7 +69,7 @@ def read_selections(folders: list[Path]) -> list[Selection]:
             prob = {a: {b: np.array([float(r[f"select_prob/{a}/{b}"] or "nan") for r in rows]) for b in names}
                     for a in names}
             found.append(Selection(run_dir.name, np.array([float(r["group_step"]) for r in rows]), names, prob,
-                                   run_dir))
+                                   run_dir, rows[-1], bool(config.get("use_advantage", True))))
     return sorted(found, key=lambda sel: sel.run)
 
 
@@ -222,14 +225,11 @@ def trust_levels(found: list[Selection]) -> str:
     and, for runs without the advantage, why that level keeps the normalised trust near 1."""
     parts = []
     advantage_off = False
-    for sel in found:
-        with (sel.folder / "group.csv").open() as f:
-            last = list(csv.DictReader(f))[-1]
-        values = [float(last[k]) for a in sel.askers for b in sel.names if last.get(k := f"trust/{a}/{b}")]
+    for sel in found:  # read_selections kept each run's last row and setting: nothing is read again
+        values = [float(sel.last[k]) for a in sel.askers for b in sel.names if sel.last.get(k := f"trust/{a}/{b}")]
         if values:
             parts.append(f"{sel.run} {min(values):.2f} to {max(values):.2f}")
-        config = tomllib.loads((sel.folder / "config.toml").read_text())
-        advantage_off |= not config.get("use_advantage", True)
+        advantage_off |= not sel.use_advantage
     if not parts:
         return ""
     why = ""

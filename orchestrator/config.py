@@ -17,38 +17,40 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from peerlearn.settings import ROLES, UserError, attribute_docs, check_type, read_env, unknown_names
+from peerlearn.settings import (
+    ROLES,
+    UserError,
+    above,
+    at_least,
+    attribute_docs,
+    check_ranges,
+    check_type,
+    read_env,
+    unknown_names,
+)
 
 MODES = ("peer", "single", "random", "early")
-
-
-def _at_least(low: float) -> Callable[[float], bool]:
-    return lambda v: math.isfinite(v) and v >= low
-
-
-def _above(low: float) -> Callable[[float], bool]:
-    return lambda v: math.isfinite(v) and v > low
 
 
 # The values each numeric setting may take, checked by RunConfig.validate: a bad value ends the run
 # before it starts, with one line, not in its middle with a traceback (temperature 0, eval_every 0).
 RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
-    "peers": (">= 1", _at_least(1)), "steps": (">= 1", _at_least(1)), "follow_steps": (">= 1", _at_least(1)),
-    "seed": (">= 0 (peer i's seed is seed * 1000 + i)", _at_least(0)),
-    "temperature": ("> 0", _above(0)), "init_trust": ("finite", _at_least(-math.inf)),
-    "init_agent_value": ("finite", _at_least(-math.inf)),
-    "reputation_lr": ("in [0, 1]", lambda v: 0 <= v <= 1), "suggestion_buffer": (">= 1", _at_least(1)),
-    "trust_batch": (">= 1", _at_least(1)), "early_fraction": ("in [0, 1]", lambda v: 0 <= v <= 1),
-    "eval_every": (">= 1", _at_least(1)), "eval_episodes": (">= 0", _at_least(0)),
-    "log_every": (">= 1", _at_least(1)), "checkpoint_every": (">= 0", _at_least(0)),
+    "peers": (">= 1", at_least(1)), "steps": (">= 1", at_least(1)), "follow_steps": (">= 1", at_least(1)),
+    "seed": (">= 0 (peer i's seed is seed * 1000 + i)", at_least(0)),
+    "temperature": ("> 0", above(0)), "init_trust": ("finite", at_least(-math.inf)),
+    "init_agent_value": ("finite", at_least(-math.inf)),
+    "reputation_lr": ("in [0, 1]", lambda v: 0 <= v <= 1), "suggestion_buffer": (">= 1", at_least(1)),
+    "trust_batch": (">= 1", at_least(1)), "early_fraction": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "eval_every": (">= 1", at_least(1)), "eval_episodes": (">= 0", at_least(0)),
+    "log_every": (">= 1", at_least(1)), "checkpoint_every": (">= 0", at_least(0)),
     "status_port": ("-1 (off), 0 (any free port) or a port up to 65535", lambda v: -1 <= v <= 65535),
-    "rpc_timeout_s": ("> 0", _above(0)), "step_timeout_s": ("> 0", _above(0)),
-    "hedge_after_s": (">= 0", _at_least(0)), "keepalive_s": ("> 0", _above(0)),
-    "keepalive_timeout_s": ("> 0", _above(0)), "max_reconnect_backoff_s": ("> 0", _above(0)),
-    "eject_after": (">= 1", _at_least(1)), "quorum": (">= 0", _at_least(0)),
-    "pause_timeout_s": (">= 0", _at_least(0)), "quarantine_steps": (">= 0", _at_least(0)),
-    "ban_after": (">= 1", _at_least(1)), "probe_max_backoff_s": ("> 0", _above(0)),
-    "restart_peers": (">= 0", _at_least(0)),
+    "rpc_timeout_s": ("> 0", above(0)), "step_timeout_s": ("> 0", above(0)),
+    "hedge_after_s": (">= 0", at_least(0)), "keepalive_s": ("> 0", above(0)),
+    "keepalive_timeout_s": ("> 0", above(0)), "max_reconnect_backoff_s": ("> 0", above(0)),
+    "eject_after": (">= 1", at_least(1)), "quorum": (">= 0", at_least(0)),
+    "pause_timeout_s": (">= 0", at_least(0)), "quarantine_steps": (">= 0", at_least(0)),
+    "ban_after": (">= 1", at_least(1)), "probe_max_backoff_s": ("> 0", above(0)),
+    "restart_peers": (">= 0", at_least(0)),
 }
 
 
@@ -208,9 +210,7 @@ class RunConfig:
             raise UserError(f"below_quorum must be continue or pause, got {self.below_quorum!r}")
         if self.transport not in ("grpc", "inproc"):
             raise UserError(f"transport must be grpc or inproc, got {self.transport!r}")
-        for name, (expected, within) in RANGES.items():
-            if not within(getattr(self, name)):
-                raise UserError(f"{name} must be {expected}, got {getattr(self, name)}")
+        check_ranges({name: getattr(self, name) for name in RANGES}, RANGES)
         if self.mode == "peer" and not (self.use_critic or self.use_trust or self.use_agent_values):
             raise UserError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
         if self.roles and len(self.roles) != self.peers:

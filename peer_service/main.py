@@ -17,11 +17,25 @@ from dataclasses import MISSING, fields
 from typing import Any
 
 from peer_service.config import PeerConfig, ServeSettings
-from peerlearn.settings import ROLES, Parser, UserError, add_flags, attribute_docs, env_name, read_env
+from peerlearn.settings import (
+    ROLES,
+    Parser,
+    UserError,
+    add_flags,
+    at_least,
+    attribute_docs,
+    check_ranges,
+    env_name,
+    read_env,
+)
 
 # Settings whose flag and variable differ from the field name (kept for compatibility).
 PUBLIC = {"learner_overrides": "learner"}
 FIELD = {v: k for k, v in PUBLIC.items()}
+# The range of each numeric peer setting (checked before the peer starts, like RunConfig's RANGES).
+PEER_RANGES = {"port": ("0 (any free port) to 65535", lambda v: 0 <= v <= 65535), "seed": (">= 0", at_least(0)),
+               "total_steps": (">= 1", at_least(1)), "torch_threads": (">= 1", at_least(1)),
+               "keep_checkpoints": (">= 0", at_least(0))}
 
 
 def _declared() -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
@@ -65,12 +79,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
             values[name] = defaults[name]
     if values["role"] not in ROLES:
         raise UserError(f"role: expected one of {', '.join(ROLES)}, got {values['role']!r}")
-    for name, expected, within in (("port", "0 (any free port) to 65535", lambda v: 0 <= v <= 65535),
-                                   ("seed", ">= 0", lambda v: v >= 0), ("total_steps", ">= 1", lambda v: v >= 1),
-                                   ("torch_threads", ">= 1", lambda v: v >= 1),
-                                   ("keep_checkpoints", ">= 0", lambda v: v >= 0)):
-        if not within(values[name]):
-            raise UserError(f"{name} must be {expected}, got {values[name]}")
+    check_ranges(values, PEER_RANGES)
     if values["attack"]:
         from peer_service.attacks import parse_attack
 

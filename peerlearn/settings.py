@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tomllib
 import types
@@ -37,6 +38,22 @@ class UserError(ValueError):
 class RunStopped(RuntimeError):
     """A run that could not go on (too few usable acting peers for too long): its results so far are
     written; reported in one line, exit 1."""
+
+
+def at_least(low: float) -> Callable[[float], bool]:
+    return lambda v: math.isfinite(v) and v >= low
+
+
+def above(low: float) -> Callable[[float], bool]:
+    return lambda v: math.isfinite(v) and v > low
+
+
+def check_ranges(values: Mapping[str, Any], ranges: Mapping[str, tuple[str, Callable[[float], bool]]]) -> None:
+    """Each numeric setting within its range ({name: (what it must be, test)}), else a UserError that
+    names it: a bad value stops a run or a peer before it starts, not in its middle."""
+    for name, (expected, within) in ranges.items():
+        if name in values and not within(values[name]):
+            raise UserError(f"{name} must be {expected}, got {values[name]}")
 
 
 def unknown_names(unknown: list[str], known: set[str] | list[str]) -> str:

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,15 @@ class Condition:
 
 
 @dataclass
+class Claim:
+    """One comparison a grid declares before any of its runs is read: condition `x` beats condition `y`."""
+
+    x: str
+    y: str
+    text: str
+
+
+@dataclass
 class Grid:
     base: RunConfig
     tasks: list[str]
@@ -66,6 +75,10 @@ class Grid:
     out: str = "runs/sweep"
     transport: str = "inproc"
     results: str = ""
+    # The grid's claims, declared in its file before its runs are read (docs/results.md applies Holm over
+    # the primary family and keeps the secondary ones apart). The sweep itself does not use them.
+    primary: list[Claim] = field(default_factory=list)
+    secondary: list[Claim] = field(default_factory=list)
 
     def configs(self) -> list[RunConfig]:
         """One validated config per (task, condition, seed), named `<task>-<condition>-s<seed>`, seed-major
@@ -110,11 +123,26 @@ def grid_from_dict(data: dict[str, Any]) -> Grid:
         transport=str(data.pop("transport", "inproc")),
         results=str(data.pop("results", "")),
     )
+    claims = dict(data.pop("claims", {}))
+    grid.primary = claims_from(claims.pop("primary", []), "primary")
+    grid.secondary = claims_from(claims.pop("secondary", []), "secondary")
+    if claims:
+        raise ValueError(f"unknown keys {sorted(claims)} in [claims]; known: primary, secondary")
     if data:
         raise ValueError(
-            f"unknown grid keys {sorted(data)}; known: base, tasks, seeds, conditions, out, transport, results"
+            f"unknown grid keys {sorted(data)}; known: base, tasks, seeds, conditions, out, transport, results, claims"
         )
     return grid
+
+
+def claims_from(entries: list[Any], family: str) -> list[Claim]:
+    """[[X, Y, text], ...]: X beats Y, as the text says it."""
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry)):
+            raise ValueError(f"claims.{family}: each claim is [X, Y, text] (three strings), got {entry!r}")
+        out.append(Claim(*entry))
+    return out
 
 
 def load_grid(path: str | Path) -> Grid:

@@ -298,3 +298,35 @@ def test_a_run_that_loses_every_peer_stops_in_one_line_with_its_results(tmp_path
     assert not (tmp_path / "lost" / "summary.json").exists()  # not a finished run: sweeps and reports skip it
     record = json.loads((tmp_path / "lost" / "stopped.json").read_text())
     assert record["stopped"].startswith("fewer than 1 usable acting peers") and record["group_steps"] < 300
+
+
+def test_status_reads_a_run_folders_status_address(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`peerlearn status RUN_DIR` asks the address the run wrote to RUN_DIR/status_address (before, the
+    folder's name went to DNS); a folder without one is a one-line error that says why."""
+    from concurrent import futures
+
+    import grpc
+
+    from peerlearn.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+    class Fixed(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+        def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
+            return orchestrator_pb2.GroupStatus(run_name="fixed-run", total_steps=10)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(Fixed(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        run = tmp_path / "a-run"
+        run.mkdir()
+        (run / "config.toml").write_text("")
+        (run / "status_address").write_text(f"127.0.0.1:{port}\n")
+        assert main(["status", str(run)]) == 0
+        assert "run fixed-run" in capsys.readouterr().out
+    finally:
+        server.stop(None)
+    (run / "status_address").unlink()
+    (run / "summary.json").write_text("{}")
+    assert "a-run has no status_address: the run has ended" in _error(capsys, ["status", str(run)])
+    assert "expected HOST:PORT or a run folder, got 'no-such-run'" in _error(capsys, ["status", "no-such-run"])

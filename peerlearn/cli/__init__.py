@@ -263,7 +263,8 @@ def _probe_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _status_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("address", help="host:port of the orchestrator's status service (RUN_DIR/status_address)")
+    p.add_argument("address", help="host:port of the orchestrator's status service, or the run folder "
+                                   "(RUN_DIR: its status_address names it)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply (default 5)")
     p.set_defaults(func=cmd_status)
 

@@ -4,6 +4,7 @@ deliberately broken peer, whose failures it must name."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from concurrent import futures
@@ -99,8 +100,18 @@ def test_kit_names_what_a_broken_peer_gets_wrong() -> None:
     assert "FAILED" in out and "test_capabilities_coherent" not in out.split("short test summary")[-1]
 
 
-def test_kit_reports_an_unreachable_address() -> None:
-    from orchestrator.running.launcher import free_port
+def test_kit_reports_an_unreachable_address_in_one_line_at_once() -> None:
+    """Nothing listens there: exit 2 and one line, without the kit's 30 s channel wait and its pytest
+    session (29 lines before)."""
+    import time
 
-    proc = run_kit(f"127.0.0.1:{free_port()}", "--conformance-timeout", "1", timeout=60)
-    assert proc.returncode == 2 and "no gRPC server answers" in proc.stdout + proc.stderr
+    with socket.socket() as held:  # bound, not listening: refused, and no one else gets the port meanwhile
+        held.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        started = time.monotonic()
+        proc = run_kit(address, timeout=60)
+        seconds = time.monotonic() - started
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"peerlearn conformance: error: no peer answers at {address}: UNAVAILABLE")
+    assert seconds < 15, seconds  # the interpreter's start included; about 1 s

@@ -25,10 +25,31 @@ ADDRESS_ENV = "PEERLEARN_CONFORMANCE_ADDRESS"
 CHECKS = Path(__file__).with_name("checks")  # a package: its test_N_*.py files run in order
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse, in one line and at once, an address where nothing answers GetInfo: the kit itself would
+    wait 30 s for a channel and then report the missing peer in a pytest session of many lines.
+    Any answer, an error status included, lets the kit run and judge it."""
+    import grpc
+
+    from peerlearn.settings import UserError
+    from peerlearn.v1 import peer_pb2, peer_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            peer_pb2_grpc.PeerServiceStub(channel).GetInfo(peer_pb2.GetInfoRequest(), timeout=timeout)
+        except grpc.RpcError as err:
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                details = " ".join(str(err.details()).split())
+                raise UserError(f"no peer answers at {address}: {err.code().name}: {details} (is it running "
+                                f"there? `peerlearn probe {address}` asks it too)") from None
+
+
 def run(address: str, extra_pytest_args: Sequence[str] = ()) -> int:
-    """Run every check against the peer at `address` ("host:port"); returns pytest's exit code."""
+    """Run every check against the peer at `address` ("host:port"); returns pytest's exit code.
+    Nothing answering there is a UserError (settings.py) before any check runs."""
     import pytest
 
+    check_reachable(address)
     os.environ[ADDRESS_ENV] = address
     args = [
         str(CHECKS),
@@ -62,7 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments, e.g. -k suggest -v"
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return run(args.address, args.pytest_args)
+    from peerlearn.settings import UserError
+
+    try:
+        return run(args.address, args.pytest_args)
+    except UserError as err:
+        print(f"peerlearn conformance: error: {err}", file=sys.stderr)
+        return 2
 
 
-__all__ = ["ADDRESS_ENV", "CHECKS", "main", "run"]
+__all__ = ["ADDRESS_ENV", "CHECKS", "check_reachable", "main", "run"]

@@ -15,7 +15,7 @@ import os
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 ENV_PREFIX = "PEERLEARN_"
@@ -65,6 +65,34 @@ def unknown_names(unknown: list[str], known: set[str] | list[str]) -> str:
         return f"{name} (did you mean {close[0]}?)" if close else name
 
     return ", ".join(hint(name) for name in unknown)
+
+
+# PEERLEARN_* variables the project reads that are no setting of a run or a peer, with who reads them:
+# the warning about variables that match nothing (unknown_variables) must never name these.
+OWN_VARIABLES = (
+    "PEERLEARN_FORK_SERVER",  # orchestrator/running/launcher.py: 0 starts each peer in its own interpreter
+    "PEERLEARN_TOKEN",  # peerlearn/security.py: a bearer token given without a file
+    "PEERLEARN_INLINE_CALLS",  # peer_service/server.py: 0 sends every call to the worker thread (an A/B)
+    "PEERLEARN_CONFORMANCE_ADDRESS",  # peerlearn/conformance: the peer under test
+    "PEERLEARN_PROTO_DIR",  # peers/node: where the .proto files are
+    "PEERLEARN_IMAGE", "PEERLEARN_RESULTS", "PEERLEARN_RUN_NAME",  # docker-compose.yml's own (deploy/compose.py)
+    # the test suite's switches (tests/): a CLI the tests start must not print a line more because of them
+    "PEERLEARN_RECORD_TRAJECTORY", "PEERLEARN_TEST_MARK", "PEERLEARN_NETNS_TESTS", "PEERLEARN_NETNS_AB",
+    "PEERLEARN_NETNS_LOSS_S", "PEERLEARN_SKIP_DOCKER_E2E", "PEERLEARN_DOCKER_TMPFS",
+)
+
+
+def unknown_variables(settings: Iterable[str], environ: Mapping[str, str] | None = None) -> str | None:
+    """One warning line for the non-empty PEERLEARN_* variables that match none of `settings` (names of
+    settings) nor OWN_VARIABLES, each with the name it most likely misspells; None when there are none.
+    A misspelt variable would otherwise be ignored without a word (a run with the default steps)."""
+    environ = os.environ if environ is None else environ
+    known = {env_name(name) for name in settings} | set(OWN_VARIABLES)
+    unknown = sorted(k for k, v in environ.items() if k.startswith(ENV_PREFIX) and v.strip() and k not in known)
+    if not unknown:
+        return None
+    verb = "matches no setting and is" if len(unknown) == 1 else "match no setting and are"
+    return f"peerlearn: {unknown_names(unknown, known)} {verb} ignored"
 
 
 def env_name(setting: str) -> str:

@@ -330,3 +330,48 @@ def test_status_reads_a_run_folders_status_address(tmp_path: Path, capsys: pytes
     (run / "summary.json").write_text("{}")
     assert "a-run has no status_address: the run has ended" in _error(capsys, ["status", str(run)])
     assert "expected HOST:PORT or a run folder, got 'no-such-run'" in _error(capsys, ["status", "no-such-run"])
+
+
+def test_a_variable_that_matches_no_setting_is_said_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt PEERLEARN_* variable was ignored without a word; now one line on stderr names it with its
+    likely spelling. The project's own variables (compose's, the fork-server switch, the tests') and every
+    setting of a run or a peer never trigger it."""
+    from peerlearn.settings import OWN_VARIABLES
+
+    for name in os.environ:
+        if name.startswith("PEERLEARN_"):
+            monkeypatch.delenv(name)
+    for name in (*OWN_VARIABLES, "PEERLEARN_STEPS", "PEERLEARN_PEER_ID", "PEERLEARN_LEARNER", "PEERLEARN_TOKEN_FILE"):
+        monkeypatch.setenv(name, "1")
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    assert capsys.readouterr().err == ""
+    typo = "PEERLEARN_" + "STPES"  # spelt apart: the scan of the repository below must not find it
+    monkeypatch.setenv(typo, "100")
+    with pytest.raises(SystemExit):
+        main(["status", "--help"])
+    assert capsys.readouterr().err.splitlines() == \
+        [f"peerlearn: {typo} (did you mean PEERLEARN_STEPS?) matches no setting and is ignored"]
+
+
+def test_every_variable_the_project_reads_is_known() -> None:
+    """Every PEERLEARN_* name in the repository's code, compose files and manifests is a setting or one
+    of settings.OWN_VARIABLES, so that the unknown-variable warning never fires for the project's own."""
+    import re
+
+    from peer_service.main import _declared
+    from peerlearn.settings import unknown_variables
+
+    listed = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: no file list to scan")
+    suffixes = {".py", ".js", ".cc", ".h", ".sh", ".yml", ".yaml", ".toml", ".cfg", ".ini", ""}
+    found: set[str] = set()
+    for rel in listed.stdout.splitlines():
+        path = ROOT / rel
+        if path.suffix in suffixes and path.is_file() and not rel.startswith("results/"):
+            found |= set(re.findall(r"PEERLEARN_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="replace")))
+    assert "PEERLEARN_FORK_SERVER" in found and "PEERLEARN_IMAGE" in found  # the scan reads what it should
+    settings = [*RunConfig.types(), *_declared()[0]]
+    assert unknown_variables(settings, {name: "1" for name in found}) is None

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 
-from peerlearn.settings import Parser, RunStopped, UserError
+from peerlearn.settings import ENV_PREFIX, Parser, RunStopped, UserError, unknown_variables
 
 DEFAULT_HELP = ("With no options, `peerlearn run` trains 3 DQN peers on Room-6 for 6,000 steps each over gRPC "
                 "(about 1-2 minutes on 2 cores); each peer reaches the exact optimum (47.10).")
@@ -376,6 +376,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_unknown_variables() -> None:
+    """A PEERLEARN_* variable that is no setting of a run or a peer is said in one line (stderr), with
+    its likely spelling; the settings are only looked up when such a variable is there at all."""
+    if not any(k.startswith(ENV_PREFIX) for k in os.environ):
+        return
+    from orchestrator.config import RunConfig
+    from peer_service.main import _declared
+
+    warning = unknown_variables([*RunConfig.types(), *_declared()[0]])
+    if warning:
+        print(warning, file=sys.stderr)
+
+
 def _command(argv: list[str]) -> str | None:
     return next((a for a in argv if a in COMMANDS), None)
 
@@ -390,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         argv = ["run"]  # the embedded default
+    _warn_unknown_variables()
     parser = build_parser(only=_command(argv) or "")  # no command: only the list of commands
     args = parser.parse_args(argv)
     args.argv = list(argv)

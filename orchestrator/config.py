@@ -51,6 +51,13 @@ RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "pause_timeout_s": (">= 0", at_least(0)), "quarantine_steps": (">= 0", at_least(0)),
     "ban_after": (">= 1", at_least(1)), "probe_max_backoff_s": ("> 0", above(0)),
     "restart_peers": (">= 0", at_least(0)),
+    "thompson_discount": ("in (0, 1]", lambda v: 0 < v <= 1),
+}
+# The settings that take one of a few words, each with its words: checked by RunConfig.validate.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "agent_value_self_votes": ("sole_evaluator", "never"),
+    "reputation_scale": ("max_abs", "reward_floor"),
+    "adviser_choice": ("softmax", "thompson"),
 }
 
 
@@ -119,6 +126,22 @@ class RunConfig:
     agent_value_aggregation: str = "median"
     """How the learners' evidence becomes agent values: median (robust, a peer's evidence about itself
     excluded), trimmed_mean, or mean (the paper's pooled mean)."""
+    agent_value_self_votes: str = "sole_evaluator"
+    """Whether a learner's evidence about itself counts in the median / trimmed-mean agent values:
+    sole_evaluator (when it is the group's only evaluating peer, e.g. one learner beside pretrained or
+    scripted advisers; otherwise nobody ever votes on it and it keeps its start value for ever) or never
+    (peerlearn before 2026-12-08). Groups of two or more learners are the same either way."""
+    reputation_scale: str = "max_abs"
+    """How trust and agent values are normalised over the candidates: max_abs (the paper's x / max|x|)
+    or reward_floor (x / max(max|x|, mean |reward| of the asker's recent transitions): values that all
+    settle near 0 stay near 0 instead of swinging between -1 and +1)."""
+    adviser_choice: str = "softmax"
+    """Whom a deciding peer follows: softmax (the paper's: critic + trust + agent values, softmax) or
+    thompson (peerlearn's: Thompson sampling over the candidates on the asker's own advantage evidence;
+    docs/algorithm.md, "Whom to follow")."""
+    thompson_discount: float = 0.99
+    """Per step, the weight each asker's past evidence keeps under adviser_choice = thompson (0.99: a
+    peer not followed for ~500 steps is uncertain again and is tried again)."""
     agent_value_updates: str = "per_env_step"
     """How often the agent values move: per_env_step (the authors' rate: after every env step of every
     acting peer, so N updates per group step of N acting peers, each from fresh draws) or
@@ -211,6 +234,11 @@ class RunConfig:
         if self.transport not in ("grpc", "inproc"):
             raise UserError(f"transport must be grpc or inproc, got {self.transport!r}")
         check_ranges({name: getattr(self, name) for name in RANGES}, RANGES)
+        for name, words in CHOICES.items():
+            if getattr(self, name) not in words:
+                raise UserError(f"{name} must be one of {', '.join(words)}, got {getattr(self, name)!r}")
+        if self.adviser_choice == "thompson" and not self.use_trust:
+            raise UserError("adviser_choice 'thompson' learns from the trust evidence: it needs use_trust")
         if self.mode == "peer" and not (self.use_critic or self.use_trust or self.use_agent_values):
             raise UserError("mode 'peer' needs at least one of use_critic, use_trust, use_agent_values")
         if self.roles and len(self.roles) != self.peers:

@@ -79,7 +79,7 @@ def run_group_inproc(peers: list[tuple[str, str]], steps: int, aggregation: str 
         return {"names": [m.name for m in group.members], "windows": windows,
                 "invalid_replies": [int(getattr(m, "invalid_replies", 0)) for m in group.members],
                 "ejections": [e[2] for e in events if e[3].startswith(("ejected", "banned"))],
-                "agent_values": group.agent_values.tolist(), "turned_at": turned_at}
+                "agent_values": group.reputations.agent_values.tolist(), "turned_at": turned_at}
 
     result = asyncio.run(main())
     honest = [i for i, (role, attack) in enumerate(peers) if role == "learner" and not attack]

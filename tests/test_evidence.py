@@ -117,11 +117,11 @@ def test_group_with_values_in_step_is_the_group_with_evaluate(suggestion_buffer:
     steps = 400
     folded, folded_calls = asyncio.run(_room_group(True, steps, suggestion_buffer, updates))
     plain, plain_calls = asyncio.run(_room_group(False, steps, suggestion_buffer, updates))
+    np.testing.assert_array_equal(folded.reputations.trust, plain.reputations.trust)
     for a, b in zip(folded.members, plain.members, strict=True):
-        np.testing.assert_array_equal(a.trust, b.trust)
         np.testing.assert_array_equal(a.follow_counts, b.follow_counts)
-    np.testing.assert_array_equal(folded.agent_values, plain.agent_values)
-    assert not np.allclose(folded.members[0].trust, 200.0)  # evidence did arrive
+    np.testing.assert_array_equal(folded.reputations.agent_values, plain.reputations.agent_values)
+    assert not np.allclose(folded.reputations.trust[0], 200.0)  # evidence did arrive
     saved = plain_calls - folded_calls
     print(f"\nvalues in Step: {folded_calls} calls, separate Evaluate: {plain_calls} "
           f"({saved / steps:.2f} fewer per step)")
@@ -134,16 +134,16 @@ def test_agent_values_move_once_per_acting_peers_env_step(monkeypatch: pytest.Mo
     """The authors' code updates the agent values after every env step of every peer: a group step of
     3 acting peers makes 3 updates, each pooling one fresh batch from every learner; per_group_step
     keeps one update per group step."""
-    import orchestrator.loop.group as group_module
+    import orchestrator.loop.reputation as reputation_module
 
     calls: list[list[int]] = []
-    real = group_module.aggregate_agent_values
+    real = reputation_module.aggregate_agent_values
 
     def counting(values, evidence, *args, **kwargs):  # noqa: ANN001, ANN202
         calls.append(sorted(k for k, _, _ in evidence))
         return real(values, evidence, *args, **kwargs)
 
-    monkeypatch.setattr(group_module, "aggregate_agent_values", counting)
+    monkeypatch.setattr(reputation_module, "aggregate_agent_values", counting)
     steps = 150
     asyncio.run(_room_group(True, steps, 1000, updates))
     assert calls, "no agent-value update happened"

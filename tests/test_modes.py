@@ -145,7 +145,7 @@ def test_random_mode_follows_a_uniform_peer_including_self_for_follow_steps() ->
     assert picks.sum() == n * steps // 10 and (np.abs(picks - 300) < 75).all(), picks
     assert all(group.follow_matrix()[i, i] > 0 for i in range(n))  # self is a possible pick
     assert group.follow_matrix().sum() == n * steps
-    assert np.allclose([m.trust for m in group.members], 200.0)  # no reputations outside peer mode
+    assert np.allclose(group.reputations.trust, 200.0)  # no reputations outside peer mode
 
 
 def test_early_mode_follows_random_others_every_step_then_stops() -> None:
@@ -171,7 +171,7 @@ def test_peer_mode_asks_every_adviser_and_follows_the_choice_for_follow_steps() 
     for p in peers:
         assert all(len(set(b)) == 1 for b in blocks(p.executed, 10))
     assert group.follow_matrix().sum() == 3 * 300
-    assert not np.allclose([m.trust for m in group.members], 200.0)  # trust learned from followed steps
+    assert not np.allclose(group.reputations.trust, 200.0)  # trust learned from followed steps
 
 
 @pytest.mark.parametrize("n", [2, 4, 8, 11, 16])
@@ -180,7 +180,7 @@ def test_group_sizes_up_to_16(n: int) -> None:
     assert group.av_batch == max(1, 10 // n)  # the reference's 10 // N is 0 above 10 and crashes
     follow = group.follow_matrix()
     assert follow.sum() == n * 120 and follow.shape == (n, n)
-    assert np.isfinite(group.agent_values).all() and not np.allclose(group.agent_values, 200.0)
+    assert np.isfinite(group.reputations.agent_values).all() and not np.allclose(group.reputations.agent_values, 200.0)
 
 
 def test_adviser_only_peers_are_asked_and_followed_but_never_act() -> None:

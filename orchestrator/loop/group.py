@@ -30,7 +30,7 @@ from orchestrator.loop.buffers import SuggestionBuffer
 from orchestrator.loop.client import PeerCallError, PeerClient
 from orchestrator.loop.evidence import Evidence, EvidenceDraw, EvidenceLedger, Kind, draw_evidence, evidence_from_values
 from orchestrator.loop.health import BANNED, EJECTED, HealthMonitor
-from orchestrator.loop.trust import aggregate_agent_values, choose_from, combine, normalise, softmax, update_reputation
+from orchestrator.loop.reputation import Decision, Reputations
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.settings import UserError
 from peerlearn.tensors import WireError, spaces_equal
@@ -47,7 +47,6 @@ class Member:
     index: int
     client: PeerClient
     info: PeerInfo
-    trust: np.ndarray
     follow_counts: np.ndarray  # env steps on which this peer executed peer j's suggestion
     buffer: SuggestionBuffer | None = None
     obs: np.ndarray | None = None
@@ -71,16 +70,6 @@ class Member:
     @property
     def in_warmup(self) -> bool:
         return self.step_id < self.info.warmup_steps
-
-
-@dataclass
-class Decision:
-    """One choice of whom to follow, as the softmax saw it (logged to decisions.csv)."""
-
-    candidates: list[int]
-    components: dict[str, np.ndarray]  # critic / trust / agent_values, each normalised over the candidates
-    probabilities: np.ndarray  # softmax of their sum, per candidate
-    followed: int
 
 
 @dataclass
@@ -112,16 +101,15 @@ class Group:
         self.recorder = recorder
         self.rng = np.random.default_rng(config.seed)
         n = len(members)
-        self.agent_values = np.full(n, config.init_agent_value, dtype=np.float64)
-        # Each learner's running estimate of every peer's targets (robust aggregation, trust.py).
-        self.av_evidence = np.full((n, n), np.nan)
         # Health state lives with the monitor; it reports each change to _health_event.
         self.health = HealthMonitor(config, [m.client for m in members], [m.name for m in members],
                                     [m.acts for m in members], clock=lambda: self.t, on_event=self._health_event)
         self.advisers: list[int] = []
         self.learners = [m for m in members if m.info.capabilities.learns and m.info.capabilities.evaluates]
+        # Trust, agent values and the adviser choice: their one owner (reputation.py).
+        self.reputations = Reputations(n, config, [m.index for m in self.learners])
         self.av_batch = max(1, config.trust_batch // n)  # at least one entry per peer (docs/algorithm.md, difference 5)
-        self.reputations = config.mode == "peer" and (config.use_trust or config.use_agent_values)
+        self.keeps_reputations = config.mode == "peer" and (config.use_trust or config.use_agent_values)
         self.av_rounds = 1  # agent-value updates in the current step (set per step, evidence_batches)
         self.evidence = EvidenceLedger()  # evidence valued inside a Step waits there for the next step
         self.t = 0
@@ -149,8 +137,7 @@ class Group:
         infos = await asyncio.gather(*(handshake(c) for c in clients))
         check_compatible(infos)
         n = len(clients)
-        members = [Member(index=i, client=c, info=info, trust=np.full(n, config.init_trust),
-                          follow_counts=np.zeros(n, dtype=np.int64))
+        members = [Member(index=i, client=c, info=info, follow_counts=np.zeros(n, dtype=np.int64))
                    for i, (c, info) in enumerate(zip(clients, infos, strict=True))]
         obs_shape = tuple(infos[0].observation_space.shape or ())
         for m in members:
@@ -213,8 +200,7 @@ class Group:
         # critics that trained on it (in this step's Evaluate, or inside the previous Step for
         # values_in_step peers): this is the reference's "update after every env step".
         # In member order, as one Evaluate round would give it: Step replies arrive in any order.
-        evidence = self.evidence.take(evidence)
-        self._update_reputations(evidence)
+        self.reputations.update(self.evidence.take(evidence))
         choices = {m.index: self._choose(m, plans[m.index], suggestions, q_values.get(m.index)) for m in acting}
         await self._step_round(acting, choices)
         t3 = time.perf_counter()
@@ -279,7 +265,7 @@ class Group:
             candidates = [j for j in plan.ask if (m.index, j) in suggestions] if (
                 plan.deciding and cfg.mode == "peer" and cfg.use_critic) else []
             draw = None
-            if self.reputations and m.buffer is not None and not self._values_in_step(m):
+            if self.keeps_reputations and m.buffer is not None and not self._values_in_step(m):
                 draw = draw_evidence(m.buffer, self.rng, self.evidence_batches())
             if not candidates and draw is None:
                 return m.index, None, []
@@ -315,22 +301,6 @@ class Group:
         return ([(Kind.TRUST, cfg.trust_batch)] if cfg.use_trust else []) + \
             ([(Kind.AGENT_VALUES, self.av_batch)] * self.av_rounds if cfg.use_agent_values else [])
 
-    def _update_reputations(self, evidence: list[Evidence]) -> None:
-        """Trust from the deciding peer's own evidence (Eq. 4); agent values from the pooled
-        evidence of all learners, each scored by its own critic (Eq. 7), one update per round."""
-        lr = self.config.reputation_lr
-        rounds: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-        for e in evidence:
-            if e.kind is Kind.TRUST:
-                m = self.members[e.peer]
-                m.trust = update_reputation(m.trust, e.followed, e.targets, lr)
-            else:
-                rounds.setdefault(e.round, []).append((e.peer, e.followed, e.targets))
-        for r in sorted(rounds):
-            self.agent_values = aggregate_agent_values(self.agent_values, rounds[r], lr,
-                                                       self.config.agent_value_aggregation,
-                                                       running=self.av_evidence)
-
     # 4. choose -------------------------------------------------------------
     def _choose(self, m: Member, plan: Plan, suggestions: dict[tuple[int, int], np.ndarray],
                 q: tuple[list[int], np.ndarray] | None) -> tuple[int, np.ndarray | None]:
@@ -343,21 +313,11 @@ class Group:
             m.redecide = True  # the followed adviser abstained: act alone, decide again next step
             return m.index, None
         if plan.deciding and cfg.mode == "peer" and len(candidates) > 1:
-            components: dict[str, np.ndarray] = {}
-            if cfg.use_critic and q is not None and q[0] == candidates:
-                components["critic"] = q[1]
-            if cfg.use_trust:
-                components["trust"] = m.trust[candidates]
-            if cfg.use_agent_values:
-                components["agent_values"] = self.agent_values[candidates]
-            if components:
-                probabilities = softmax(combine(components), cfg.temperature)
-                followed = candidates[choose_from(self.rng, probabilities)]
-                if self.recorder is not None:
-                    self.recorder.decision(self, m, Decision(candidates, {k: normalise(v) for k, v in
-                                                                          components.items()}, probabilities, followed))
-            else:
-                followed = candidates[int(self.rng.integers(len(candidates)))]
+            critic = q[1] if q is not None and q[0] == candidates else None
+            followed, decision = self.reputations.decide(self.rng, m.index, candidates, critic,
+                                                         reward_scale(m.buffer))
+            if decision is not None and self.recorder is not None:
+                self.recorder.decision(self, m, decision)
         else:
             followed = candidates[0]
         if plan.deciding:
@@ -370,7 +330,7 @@ class Group:
             followed, action = choices[m.index]
             stored = followed != NOBODY and m.buffer is not None and self.config.mode == "peer"
             draw = None
-            if self.reputations and m.buffer is not None and self._values_in_step(m):
+            if self.keeps_reputations and m.buffer is not None and self._values_in_step(m):
                 # Drawn now, before the transition exists, from the buffer as it will stand with it.
                 draw = draw_evidence(m.buffer, self.rng, self.evidence_batches(), m.obs if stored else None)
             result = await self._step_with_retry(m, action, draw)
@@ -475,11 +435,10 @@ class Group:
         return True
 
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
-        return {"t": self.t, "rng": self.rng.bit_generator.state, "agent_values": self.agent_values.copy(),
-                "av_evidence": self.av_evidence.copy(),
+        return {"t": self.t, "rng": self.rng.bit_generator.state, "reputations": self.reputations.state(),
                 "pending_evidence": self.evidence.state(),
                 "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
-                             "trust": m.trust.copy(), "follow_counts": m.follow_counts.copy(),
+                             "follow_counts": m.follow_counts.copy(),
                              "last_eval_return": m.last_eval_return,
                              "buffer": m.buffer.state() if m.buffer is not None else None}
                             for m in self.members]}
@@ -503,12 +462,10 @@ class Group:
         self.t = self._t_started = int(state["t"])
         self.started = time.perf_counter()
         self.rng.bit_generator.state = state["rng"]
-        self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
-        if "av_evidence" in state:
-            self.av_evidence = np.asarray(state["av_evidence"], dtype=np.float64).copy()
+        self.reputations.restore(state["reputations"] if "reputations" in state else Reputations.legacy_state(state))
         self.evidence.restore(state.get("pending_evidence", []))
         for m, saved in zip(self.members, state["members"], strict=True):
-            m.steps, m.trust = int(saved["steps"]), np.asarray(saved["trust"], dtype=np.float64).copy()
+            m.steps = int(saved["steps"])
             m.follow_counts = np.asarray(saved["follow_counts"]).copy()
             m.last_eval_return = float(saved["last_eval_return"])
             if m.buffer is not None and saved["buffer"] is not None:
@@ -562,6 +519,14 @@ class Group:
 
     def follow_matrix(self) -> np.ndarray:
         return np.stack([m.follow_counts for m in self.members])
+
+
+def reward_scale(buffer: SuggestionBuffer | None) -> float:
+    """The typical |reward| of a peer's recent transitions (its suggestion buffer): the unit of its
+    advantage evidence, and the normalisation floor of reputation_scale = reward_floor."""
+    if buffer is None or len(buffer) == 0:
+        return 0.0
+    return float(np.mean(np.abs(buffer.rewards[:len(buffer)])))
 
 
 def check_compatible(infos: list[PeerInfo]) -> None:

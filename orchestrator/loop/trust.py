@@ -11,31 +11,32 @@ from collections.abc import Mapping
 import numpy as np
 
 
-def normalise(values: np.ndarray) -> np.ndarray:
-    """x / max|x| over the candidates (Eq. 9, footnote 7), guarded.
+def normalise(values: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """x / max|x| over the candidates (Eq. 9, footnote 7), guarded; with a `floor`, x / max(max|x|, floor).
 
     Non-finite entries contribute 0 and do not set the scale; all-zero input gives zeros (the
-    reference divides by zero there and gets NaN).
+    reference divides by zero there and gets NaN). The floor keeps values that all settle near 0
+    from being blown up to +-1 (reputation.py, `reputation_scale`).
     """
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
     out = np.zeros_like(x)
     if not finite.any():
         return out
-    scale = np.max(np.abs(x[finite]))
+    scale = max(float(np.max(np.abs(x[finite]))), floor)
     if scale > 0:
         out[finite] = x[finite] / scale
     return out
 
 
-def combine(components: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Sum of the normalised enabled components, with equal weight (Eq. 9)."""
-    arrays = list(components.values())
-    if not arrays:
+def combine(components: Mapping[str, np.ndarray], floors: Mapping[str, float] | None = None) -> np.ndarray:
+    """Sum of the normalised enabled components, with equal weight (Eq. 9); `floors` per component (normalise)."""
+    if not components:
         raise ValueError("no scoring component: enable at least one of critic, trust, agent values")
-    total = np.zeros(len(arrays[0]), dtype=np.float64)
-    for x in arrays:
-        total += normalise(x)
+    floors = floors or {}
+    total = np.zeros(len(next(iter(components.values()))), dtype=np.float64)
+    for name, x in components.items():
+        total += normalise(x, floors.get(name, 0.0))
     return total
 
 

@@ -189,31 +189,30 @@ class RunRecorder:
         self._decisions[m.index] = self._decisions.get(m.index, 0) + 1
 
     def group_row(self, group: Group) -> None:
-        from orchestrator.loop.trust import normalise
-
         members = group.members
+        reputations = group.reputations.snapshot()
         probs = {m.index: self._prob_sums[m.index] / self._decisions[m.index]
                  for m in members if self._decisions.get(m.index)}
         self._prob_sums, self._decisions = {}, {}
         row: list[Any] = [group.t, f"{time.time() - self.started:.4g}", f"{group.steps_per_second:.4g}"]
         row += [m.steps for m in members]
-        row += [f"{v:.6g}" for m in members for v in m.trust]
-        row += [f"{v:.6g}" for v in group.agent_values]
+        row += [f"{v:.6g}" for v in reputations.trust.ravel()]
+        row += [f"{v:.6g}" for v in reputations.agent_values]
         row += [int(c) for m in members for c in m.follow_counts]
-        row += [f"{v:.4g}" for m in members for v in normalise(m.trust)]
+        row += [f"{v:.4g}" for v in reputations.trust_scaled.ravel()]
         row += [(f"{v:.4g}" if m.index in probs else "") for m in members
                 for v in probs.get(m.index, np.zeros(len(members)))]
         csv.writer(self._group_csv).writerow(row)
         if (w := self.writer("group")) is not None:
             w.add_scalar("charts/SPS", group.steps_per_second, group.t)
             for m in members:
-                w.add_scalar(f"peer/agent_value/{m.name}", group.agent_values[m.index], group.t)
+                w.add_scalar(f"peer/agent_value/{m.name}", reputations.agent_values[m.index], group.t)
         for m in members:
             if not m.acts or (w := self.writer(m.name)) is None:
                 continue
             total = max(int(m.follow_counts.sum()), 1)
             for other in members:
-                w.add_scalar(f"peer/trust/{other.name}", m.trust[other.index], m.steps)
+                w.add_scalar(f"peer/trust/{other.name}", reputations.trust[m.index, other.index], m.steps)
                 w.add_scalar(f"peer/follow_rate/{other.name}", m.follow_counts[other.index] / total, m.steps)
                 if m.index in probs:
                     w.add_scalar(f"peer/select_prob/{other.name}", probs[m.index][other.index], m.steps)

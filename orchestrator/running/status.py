@@ -24,15 +24,16 @@ def snapshot(group: Group | None, run_name: str, total_steps: int, finished: boo
     if group is None:
         return pb.GroupStatus(run_name=run_name, total_steps=total_steps, finished=finished)
     peers = []
+    reputations = group.reputations.snapshot()
     for m in group.members:
         state = "finished" if finished else group.health.state(m.index)
         peers.append(pb.PeerStatus(
             peer_id=m.name, state=state, steps=m.steps, last_episode_return=m.last_episode_return,
-            last_eval_return=m.last_eval_return, trust=list(m.trust), follow_counts=list(map(int, m.follow_counts)),
+            last_eval_return=m.last_eval_return, trust=list(reputations.trust[m.index]), follow_counts=list(map(int, m.follow_counts)),
             following=m.following))
     return pb.GroupStatus(run_name=run_name, env_id=group.members[0].info.env_id, step=group.t,
                           total_steps=total_steps, steps_per_second=group.steps_per_second,
-                          agent_values=list(group.agent_values), peers=peers, finished=finished)
+                          agent_values=list(reputations.agent_values), peers=peers, finished=finished)
 
 
 class StatusServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):

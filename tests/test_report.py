@@ -209,3 +209,32 @@ def test_decision_log_summary_per_window_and_asker(tmp_path: Path) -> None:
     assert summary[2]["spread_trust"] == "" and float(summary[2]["spread_critic"]) == 2.0  # trust off: empty
     assert write_summary(run, tmp_path / "kept") and read_summary(tmp_path / "kept") == summary
     assert not write_summary(tmp_path / "kept", tmp_path / "none")  # no decisions.csv (a single agent)
+
+
+def test_runs_of_other_settings_are_not_pooled_and_a_repeated_seed_is_refused(tmp_path: Path) -> None:
+    """Two `peerlearn run`s with seed 0 and other steps got the same config-made condition and were
+    pooled as "2 (0,0)". Now each setting is its own row; one setting with its seed twice is refused."""
+    import argparse
+
+    from orchestrator.experiments.report import main
+    from peerlearn.settings import UserError
+
+    def made(name: str, steps: int, temperature: float = 1.0) -> None:
+        d = _fake_run(tmp_path / "runs", name, 0, {"peer-0": [0, 10, 20], "peer-1": [0, 0, 30]})
+        text = (d / "config.toml").read_text().replace("steps = 200", f"steps = {steps}")
+        (d / "config.toml").write_text(text + f"temperature = {temperature}\nprogress = {name[-1] == '0'}\n".lower())
+
+    made("room-21-peer-s0-20260101-000000", 200)
+    made("room-21-peer-s0-20260101-000100", 400, temperature=0.5)
+    args = argparse.Namespace(runs=[str(tmp_path / "runs")], out=str(tmp_path / "report"), from_csv=None,
+                              order=None, title="", no_plots=True, reps=50, unfinished=False)
+    assert main(args) == 0
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "| peer-CTV-N3-adversary (steps=200, temperature=1.0) | 1 (0) | 200 |" in table, table
+    assert "| peer-CTV-N3-adversary (steps=400, temperature=0.5) | 1 (0) | 400 |" in table, table
+    assert "(0,0)" not in table
+    made("room-21-peer-s0-20260101-000200", 200)  # the first run's setting and seed again
+    with pytest.raises(UserError, match=r"room-21-peer-s0-20260101-000000 and room-21-peer-s0-20260101-000200 "
+                                        r"are both room-21 / peer-CTV-N3-adversary \(steps=200, temperature=1.0\) "
+                                        r"with seed 0: the same experiment twice"):
+        main(args)

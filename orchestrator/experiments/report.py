@@ -3,7 +3,10 @@
 For every run (a folder with `config.toml`; a folder of runs is expanded) it reads the learners'
 `peers/<peer>/evaluations.csv` and `group.csv`, and groups runs by (task, condition). The
 condition is the middle of a sweep run name `<task>-<condition>-s<seed>`, else a label built from
-the config (mode, components, peers, roles).
+the config (mode, components, peers, roles). Runs of one condition made with different settings
+(steps, learner settings, any config.toml key that changes what is learned: rundata.NOT_SETTINGS
+lists those that do not) get the settings that differ in their condition and form rows of their own;
+two runs of one setting with the same seed are refused (one experiment twice, not two seeds).
 
 Metrics, per run (a group's peers are not independent, so the run is the unit of statistics):
 - **average return**: the mean of every evaluation over the whole run (an area under the learning
@@ -29,7 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.experiments.report_plots import plot_follow_rates, plot_learning_curves
-from orchestrator.experiments.rundata import Row, RunData, find_runs, group_runs, load_run, read_csvs, write_csvs
+from orchestrator.experiments.rundata import (
+    Row,
+    RunData,
+    find_runs,
+    group_runs,
+    load_run,
+    read_csvs,
+    refuse_repeated_seeds,
+    separate_settings,
+    write_csvs,
+)
 from orchestrator.experiments.stats import iqm, mean_std, stratified_bootstrap_ci
 
 
@@ -135,12 +148,15 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.from_csv:
         runs = read_csvs(Path(args.from_csv))
+        refuse_repeated_seeds(runs)
     else:
         if not args.runs:
             raise SystemExit("give run folders, or --from-csv DIR")
         runs = [r for r in (load_run(p, unfinished=args.unfinished) for p in find_runs(args.runs)) if r is not None]
         if not runs:
             raise SystemExit(f"no runs with evaluations under {' '.join(args.runs)}")
+        runs = separate_settings(runs)  # a row pools seeds of one setting only
+        refuse_repeated_seeds(runs)
         write_csvs(runs, out)
     order = [c for c in (args.order or "").split(",") if c] or None
     print(report(runs, out, order=order, title=args.title, plots=not args.no_plots, reps=args.reps))

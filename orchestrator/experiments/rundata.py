@@ -11,10 +11,23 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from orchestrator.experiments.stats import area_under_curve, follow_rates
+from peerlearn.settings import UserError
+
+# config.toml keys that do not change what a run learns: where its results go and how it is watched,
+# its transport, deadlines, fault handling and security. Runs that differ only in these (or the seed)
+# are the same setting; any other difference is another setting, which the report never pools.
+NOT_SETTINGS = frozenset({
+    "seed", "name", "out", "progress", "status_port", "transport", "log_every", "checkpoint_every",
+    "keep_checkpoints", "rpc_timeout_s", "step_timeout_s", "hedge_after_s", "keepalive_s", "keepalive_timeout_s",
+    "max_reconnect_backoff_s", "eject_after", "redial_on_timeout", "quorum", "below_quorum", "pause_timeout_s",
+    "quarantine_steps", "ban_after", "probe_max_backoff_s", "restart_peers", "tls_ca", "tls_cert", "tls_key",
+    "token_files", "allow_insecure",
+})
 
 # ---------------------------------------------------------------------------- reading runs
 
@@ -31,6 +44,7 @@ class RunData:
     follow: list[tuple[float, str, float]] = field(default_factory=list)  # (group step, followed peer, rate)
     roles: dict[str, str] = field(default_factory=dict)
     advice_share: float = math.nan  # share of all executed (post-warm-up) actions that came from another peer
+    settings: dict[str, Any] = field(default_factory=dict)  # what the run learned with (config.toml, NOT_SETTINGS out)
 
     @property
     def learners(self) -> list[str]:
@@ -88,6 +102,7 @@ def load_run(run_dir: Path, windows: int = 10, unfinished: bool = False) -> RunD
         peers=int(cfg.get("peers", 0)),
         steps=int(cfg.get("steps", 0)),
         roles={f"peer-{i}": r for i, r in enumerate(roles)},
+        settings=run_settings(cfg),
     )
     for path in sorted((run_dir / "peers").glob("*/evaluations.csv")):
         rows = _read_csv(path)
@@ -120,6 +135,43 @@ def load_run(run_dir: Path, windows: int = 10, unfinished: bool = False) -> RunD
             ends, rates = follow_rates(t, counts, windows)
             run.follow = [(float(e), b, float(rates[w, j])) for w, e in enumerate(ends) for j, b in enumerate(followed)]
     return run
+
+
+def run_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run learned with: its config.toml, a key it lacks (written before that setting
+    existed) at today's default, without NOT_SETTINGS."""
+    from orchestrator.config import RunConfig
+
+    return {k: v for k, v in {**RunConfig().to_dict(), **cfg}.items() if k not in NOT_SETTINGS}
+
+
+def separate_settings(runs: list[RunData]) -> list[RunData]:
+    """Runs of one (task, condition) with different settings (say, two `peerlearn run`s with other steps
+    or learner settings, which get the same config-made condition) are not seeds of one experiment:
+    each gets the settings that differ appended to its condition, so that they form rows of their own.
+    Runs read back from CSV carry no settings and stay as they are."""
+    from orchestrator.config import toml_value
+
+    groups: dict[tuple[str, str], list[RunData]] = {}
+    for r in runs:
+        groups.setdefault((r.task, r.condition), []).append(r)
+    for members in groups.values():
+        keys = sorted({k for r in members for k in r.settings})
+        differ = [k for k in keys if len({toml_value(r.settings.get(k)) for r in members}) > 1]
+        for r in members if differ else []:
+            r.condition += " (" + ", ".join(f"{k}={toml_value(r.settings.get(k))}" for k in differ) + ")"
+    return runs
+
+
+def refuse_repeated_seeds(runs: list[RunData]) -> None:
+    """Two runs of one task, condition and setting with the same seed are one experiment made twice, not
+    two seeds: pooled, they would count as two independent runs ("2 (0,0)"). Said in one line."""
+    seen: dict[tuple[str, str, int], str] = {}
+    for r in runs:
+        first = seen.setdefault((r.task, r.condition, r.seed), r.name)
+        if first != r.name:
+            raise UserError(f"report: {first} and {r.name} are both {r.task} / {r.condition} with seed {r.seed}: "
+                            "the same experiment twice, not two seeds; leave one of them out")
 
 
 def find_runs(paths: list[str | Path]) -> list[Path]:

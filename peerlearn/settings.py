@@ -95,6 +95,12 @@ def unknown_variables(settings: Iterable[str], environ: Mapping[str, str] | None
     return f"peerlearn: {unknown_names(unknown, known)} {verb} ignored"
 
 
+def task_in_name(task: str) -> str:
+    """The task as part of a folder or run name: a user's `module:EnvId` by its EnvId (a colon in a path
+    breaks Windows, scp and PATH-like lists), a namespace's slash as an underscore (no nested folder)."""
+    return task.rpartition(":")[2].replace("/", "_")
+
+
 def env_name(setting: str) -> str:
     """The environment variable of a setting: `rpc_timeout_s` <-> `PEERLEARN_RPC_TIMEOUT_S`."""
     return ENV_PREFIX + setting.upper()

@@ -51,6 +51,9 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     (["peer", "--total-steps", "0"], "total_steps must be >= 1, got 0"),
     (["run", "--task", "Nope-v0"], "task: unknown task 'Nope-v0': Environment `Nope` doesn't exist."),
     (["run", "--task", "no_such_module:Env-v0"], "task: unknown task 'no_such_module:Env-v0': No module named"),
+    (["run", "--task", "no_such.module:Env-v0"], "(the module no_such.module must be importable by the run and every "
+                                                 "peer: start peerlearn in the folder that holds no_such/module.py, "
+                                                 "or add that folder to PYTHONPATH)"),
     (["run", "--learner", '{"learning_strats": 5}'],
      "learner: unknown setting(s) learning_strats (did you mean learning_starts?) for DQN; known: "),
     (["run", "--algos", "PPO,DQN", "--peers", "2"], "learner: unknown algorithm 'PPO'; known: DQN, QRDQN, SAC"),

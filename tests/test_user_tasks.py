@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,25 @@ def test_a_users_own_env_trains_as_a_group(tmp_path: Path) -> None:
                             "exploration_fraction": 0.5, "train_freq": 1})
     finals = summary["final_eval"]
     assert len(finals) == 2 and min(finals.values()) > 0.9, finals
+
+
+def test_a_users_env_in_the_working_directory_is_found_as_python_finds_it(tmp_path: Path) -> None:
+    """`peerlearn run --task mytask:LineWalk-v0` in the folder that holds mytask.py, as `python -c "import
+    mytask"` finds it there: the run and its peer processes import it (the console script did not look in
+    the working directory: "No module named 'mytask'"), and the run folder is named without the colon."""
+    script = Path(sys.executable).with_name("peerlearn")
+    if not script.exists():
+        pytest.skip(f"no console script beside {sys.executable} (peerlearn not installed)")
+    source = (Path(__file__).parent / "user_envs" / "corridor.py").read_text()
+    (tmp_path / "mytask.py").write_text(source.replace("Corridor-v0", "LineWalk-v0"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERLEARN_") and k != "PYTHONPATH"}
+    proc = subprocess.run([str(script), "run", "--task", "mytask:LineWalk-v0", "--peers", "2", "--steps", "30",
+                           "--eval-every", "30", "--eval-episodes", "1", "--checkpoint-every", "0", "--no-progress",
+                           "--status-port", "-1"], capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = list((tmp_path / "runs").iterdir())
+    assert run.name.startswith("LineWalk-v0-peer-s0-"), run.name
+    assert len(json.loads((run / "summary.json").read_text())["final_eval"]) == 2
 
 
 def test_cartpole_group_over_grpc_with_a_wrapper_and_its_resolved_settings(tmp_path: Path) -> None:

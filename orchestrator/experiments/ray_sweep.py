@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import MODES, RunConfig
+from peerlearn.settings import task_in_name
 
 
 @dataclass
@@ -54,7 +55,7 @@ def sweep_configs(base: RunConfig, tasks: list[str], seeds: list[int], modes: li
             raise ValueError(f"mode must be one of {MODES}, got {m!r}")
     configs = []
     for task, seed, mode in itertools.product(tasks, seeds, modes):
-        c = replace(base, task=task, seed=seed, mode=mode, name=f"{task.replace('/', '_')}-{mode}-s{seed}",
+        c = replace(base, task=task, seed=seed, mode=mode, name=f"{task_in_name(task)}-{mode}-s{seed}",
                     progress=False, status_port=-1, transport="grpc")
         configs.append(preflight.check_local_peers(c))
     if len({c.name for c in configs}) != len(configs):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.experiments.stats import area_under_curve, follow_rates
-from peerlearn.settings import UserError
+from peerlearn.settings import UserError, task_in_name
 
 # config.toml keys that do not change what a run learns: where its results go and how it is watched,
 # its transport, deadlines, fault handling and security. Runs that differ only in these (or the seed)
@@ -67,7 +67,7 @@ class RunData:
 
 
 def condition_label(name: str, task: str, seed: int, cfg: dict) -> str:
-    m = re.fullmatch(re.escape(task.replace("/", "_")) + r"-(.+)-s" + str(seed), name)
+    m = re.fullmatch(re.escape(task_in_name(task)) + r"-(.+)-s" + str(seed), name)
     if m:
         return m.group(1)
     mode = cfg.get("mode", "peer")

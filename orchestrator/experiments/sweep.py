@@ -48,7 +48,7 @@ from typing import Any
 
 from orchestrator.config import MODES, RunConfig
 from orchestrator.experiments.decisions import write_summary as write_decision_summary
-from peerlearn.settings import UserError
+from peerlearn.settings import UserError, task_in_name
 
 
 @dataclass
@@ -107,7 +107,7 @@ class Grid:
 
 
 def run_name(task: str, condition: str, seed: int) -> str:
-    return f"{task.replace('/', '_')}-{condition}-s{seed}"
+    return f"{task_in_name(task)}-{condition}-s{seed}"
 
 
 def grid_from_dict(data: dict[str, Any]) -> Grid:

@@ -29,6 +29,7 @@ import numpy as np
 
 from orchestrator.config import RunConfig, to_toml
 from peerlearn.messages import EvalResult, StepResult
+from peerlearn.settings import task_in_name
 
 if TYPE_CHECKING:
     from orchestrator.loop.group import Decision, Group, Member
@@ -42,7 +43,7 @@ def new_run_dir(config: RunConfig) -> Path:
     """A fresh folder under `config.out`; an existing name gets a numeric suffix, never reused."""
     root = Path(config.out)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = config.name or f"{config.task.replace('/', '_')}-{config.mode}-s{config.seed}-{stamp}"
+    base = config.name or f"{task_in_name(config.task)}-{config.mode}-s{config.seed}-{stamp}"
     candidate, k = root / base, 1
     while candidate.exists():
         k += 1

@@ -43,11 +43,20 @@ def make_env(task: str, render_mode: str | None = None, wrappers: Sequence[str] 
     except gym.error.DependencyNotInstalled as err:  # registered, but its package is missing
         raise ValueError(f"task {task!r} needs a package that is not installed: {err}") from err
     except (gym.error.Error, ModuleNotFoundError) as err:
-        raise ValueError(f"unknown task {task!r}: {err} (a Gymnasium id such as CartPole-v1, module:EnvId for "
-                         f"your own env, or one of {', '.join(ALIASES)})") from err
+        raise ValueError(f"unknown task {task!r}: {err} ({_task_hint(task, err)})") from err
     for spec in wrappers:
         env = wrap_env(env, spec)
     return env
+
+
+def _task_hint(task: str, err: Exception) -> str:
+    """What to do about a task that did not make: a user's module that is not importable needs its folder
+    on the path (of the run and of every peer), anything else one of the names a task may have."""
+    module = task.partition(":")[0]
+    if ":" in task and "No module named" in str(err):
+        return (f"the module {module} must be importable by the run and every peer: start peerlearn in the "
+                f"folder that holds {module.replace('.', '/')}.py, or add that folder to PYTHONPATH")
+    return f"a Gymnasium id such as CartPole-v1, module:EnvId for your own env, or one of {', '.join(ALIASES)}"
 
 
 def wrap_env(env: gym.Env, spec: str) -> gym.Env:

@@ -389,6 +389,16 @@ def _warn_unknown_variables() -> None:
         print(warning, file=sys.stderr)
 
 
+def _working_directory_on_path() -> None:
+    """Imports look in the working directory first, as with `python -m` and `python -c`, so that a
+    user's own env imports in `peerlearn` as it does in Python (`--task mytask:LineWalk-v0` beside
+    mytask.py); the console script's path starts at its bin folder instead. The peers a run starts
+    run in this folder as `python -m`, so they find it too. `python -P` / PYTHONSAFEPATH turn it off."""
+    here = os.getcwd()
+    if not sys.flags.safe_path and here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def _command(argv: list[str]) -> str | None:
     return next((a for a in argv if a in COMMANDS), None)
 
@@ -404,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         argv = ["run"]  # the embedded default
     _warn_unknown_variables()
+    _working_directory_on_path()
     parser = build_parser(only=_command(argv) or "")  # no command: only the list of commands
     args = parser.parse_args(argv)
     args.argv = list(argv)

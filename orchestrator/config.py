@@ -52,6 +52,7 @@ RANGES: dict[str, tuple[str, Callable[[float], bool]]] = {
     "ban_after": (">= 1", at_least(1)), "probe_max_backoff_s": ("> 0", above(0)),
     "restart_peers": (">= 0", at_least(0)),
     "thompson_discount": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "thompson_own_share": ("-1 (1 / candidates) or in [0, 1]", lambda v: v == -1 or 0 <= v <= 1),
 }
 # The settings that take one of a few words, each with its words: checked by RunConfig.validate.
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -142,6 +143,10 @@ class RunConfig:
     thompson_discount: float = 0.99
     """Per step, the weight each asker's past evidence keeps under adviser_choice = thompson (0.99: a
     peer not followed for ~500 steps is uncertain again and is tried again)."""
+    thompson_own_share: float = -1.0
+    """Under adviser_choice = thompson, the share of decisions on which a peer acts on its own policy
+    whatever the posterior says; -1 = random advice's own share, 1 / (candidates). Keeps the own-policy
+    data an off-policy learner needs to correct its own greedy actions (docs/algorithm.md)."""
     agent_value_updates: str = "per_env_step"
     """How often the agent values move: per_env_step (the authors' rate: after every env step of every
     acting peer, so N updates per group step of N acting peers, each from fresh draws) or

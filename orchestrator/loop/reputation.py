@@ -140,28 +140,58 @@ class Reputations:
         """Per candidate: posterior mean and standard deviation of its mean target, and whether it has
         evidence at all. Each buffer entry is drawn about `trust_batch` times over its life in the
         buffer, so the weight counts each transition that many times: n_eff = weight / trust_batch."""
-        w = self.ts_weight[asker, candidates]
+        w_all, sums, squares = self.ts_weight[asker], self.ts_sum[asker], self.ts_squares[asker]
+        # One noise level for all peers of this asker (the pooled within-peer variance of its targets):
+        # a peer with few or identical targets does not get a falsely certain posterior.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            within = np.where(w_all > 0, squares - np.where(w_all > 0, sums ** 2 / w_all, 0.0), 0.0)
+        variance = max(float(within.sum() / w_all.sum()) if w_all.sum() > 0 else 0.0, 1e-12)
+        w = w_all[candidates]
         seen = w > 0
-        mean = np.divide(self.ts_sum[asker, candidates], w, out=np.zeros(len(candidates)), where=seen)
-        second = np.divide(self.ts_squares[asker, candidates], w, out=np.zeros(len(candidates)), where=seen)
-        variance = np.maximum(second - mean ** 2, 1e-12)
+        mean = np.divide(sums[candidates], w, out=np.zeros(len(candidates)), where=seen)
         n_eff = np.maximum(w / self.config.trust_batch, 1.0)
         return mean, np.sqrt(variance / n_eff), seen
 
+    def own_share(self, candidates: list[int]) -> float:
+        """The share of decisions on which a Thompson asker acts on its own policy whatever the
+        posterior says: `thompson_own_share`, or with -1 random advice's own share, 1 / candidates.
+        Why: a learner that follows the best adviser nearly always learns only from that adviser's
+        actions; an off-policy critic that never sees its own greedy actions fail keeps them
+        overestimated, and its own policy falls behind a learner that was never advised (seen on
+        Room-6 with the scripted expert, docs/algorithm.md). Random advice keeps 1/N own-policy data."""
+        share = self.config.thompson_own_share
+        return 1.0 / len(candidates) if share < 0 else share
+
     def _thompson(self, rng: np.random.Generator, asker: int, candidates: list[int]) -> tuple[int, Decision]:
         mean, std, seen = self._posterior(asker, candidates)
+        own = self.own_share(candidates) if asker in candidates else 0.0
+        if own > 0 and rng.random() < own:
+            return asker, Decision(candidates, {"trust": normalise(mean)}, self._chances(asker, candidates, own),
+                                   asker)
         if not seen.all():
             # Peers never followed (or whose evidence has not been valued yet) are tried first, at random.
             unseen = np.flatnonzero(~seen)
             k = int(unseen[int(rng.integers(len(unseen)))])
-            probabilities = np.where(~seen, 1.0 / len(unseen), 0.0)
         else:
-            draws = rng.normal(mean, std)
-            k = int(np.argmax(draws))
-            report = np.random.default_rng([asker, *np.round(mean * 1e6).astype(np.int64) % (2**62)])
+            k = int(np.argmax(rng.normal(mean, std)))
+        return candidates[k], Decision(candidates, {"trust": normalise(mean)},
+                                       self._chances(asker, candidates, own), candidates[k])
+
+    def _chances(self, asker: int, candidates: list[int], own: float) -> np.ndarray:
+        """Each candidate's chance of being chosen by the Thompson rule at this decision, for the record
+        (decisions.csv, select_prob): the own share, plus the posterior's chance of being the largest,
+        estimated from draws of a generator of its own (the group's draws stay as they are)."""
+        mean, std, seen = self._posterior(asker, candidates)
+        if not seen.all():
+            thompson = np.where(~seen, 1.0 / int((~seen).sum()), 0.0)
+        else:
+            report = np.random.default_rng([asker, *(np.round(mean * 1e6).astype(np.int64) % (2**62))])
             sampled = report.normal(mean, std, size=(REPORT_DRAWS, len(candidates)))
-            probabilities = np.bincount(sampled.argmax(axis=1), minlength=len(candidates)) / REPORT_DRAWS
-        return candidates[k], Decision(candidates, {"trust": normalise(mean)}, probabilities, candidates[k])
+            thompson = np.bincount(sampled.argmax(axis=1), minlength=len(candidates)) / REPORT_DRAWS
+        chances = (1.0 - own) * thompson
+        if asker in candidates:
+            chances[candidates.index(asker)] += own
+        return chances
 
     # ------------------------------------------------------------------ what others read
     def snapshot(self) -> ReputationSnapshot:

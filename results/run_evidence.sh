@@ -29,4 +29,4 @@ if [ -n "${authors:-}" ]; then
   wait "$authors" || true
   .venv/bin/python results/authors-code/to_runs.py "$runs/authors-120k" results/authors-120k 120000
 fi
-.venv/bin/python results/results_page.py
+.venv/bin/python -m orchestrator.experiments.page

@@ -1,10 +1,8 @@
-"""results/results_page.py: a section of docs/results.md from committed run folders (tables, claims
+"""orchestrator/experiments/page.py: a section of docs/results.md from committed run folders (tables, claims
 with computed verdicts, the adversary's share per run, missing runs)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,16 +10,11 @@ import pytest
 
 from tests.test_report import _fake_run
 
-SCRIPT = Path(__file__).resolve().parents[1] / "results" / "results_page.py"
-
 
 @pytest.fixture
 def page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("results_page", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec is not None and spec.loader is not None
-    monkeypatch.setitem(sys.modules, "results_page", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    from orchestrator.experiments import page as module
+
     monkeypatch.setattr(module, "ROOT", tmp_path)
     return module
 

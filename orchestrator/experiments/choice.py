@@ -3,7 +3,7 @@ select_prob columns, decisions_summary.csv, the follow counts): the probability 
 peer over time, who is chosen by peer beside each learner's return, what moves the choice (the spread
 of each normalised component), where trust ended, one run's reputations drawn over time, and an
 adversary's share of the executed actions. docs/results.md
-(results/results_page.py) prints these as Markdown with their figures."""
+(orchestrator/experiments/page.py) prints these as Markdown with their figures."""
 
 from __future__ import annotations
 

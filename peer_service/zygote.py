@@ -37,11 +37,19 @@ def _preload() -> None:
     import peer_service.envs  # noqa: F401  (registers the Room envs)
     import peer_service.learner  # noqa: F401
 
+    _preload_optional()
+
+
+def _preload_optional() -> None:
+    """Import MuJoCo if it is there. Any failure is fine: without it gymnasium raises its own
+    DependencyNotInstalled (not an ImportError), and a fork server that died of that made every run
+    of the plain install wait for it. A MuJoCo task then imports it in the child, as a plain process
+    would, and fails there with gymnasium's message."""
     try:
         import gymnasium.envs.mujoco  # noqa: F401
         import mujoco  # noqa: F401
-    except ImportError:  # MuJoCo tasks then import it in the child, as a plain process would
-        pass
+    except Exception as err:  # noqa: BLE001 - optional: whatever stops it, the Room default needs none of it
+        print(f"fork server: MuJoCo not preloaded ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
 
 
 def _send(message: dict) -> None:

@@ -7,6 +7,7 @@ it and reports `{"exit": PID, "code": CODE}`; a reader thread collects those.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -63,9 +64,11 @@ class ForkServer:
         self._pids: queue.Queue[int] = queue.Queue()
         self._lock = threading.Lock()  # one request at a time: replies come in request order
         self._ready = threading.Event()
+        self._gone = threading.Event()  # its stdout closed: it died (or exited), it forks nothing more
         self._reader = threading.Thread(target=self._read, name="forkserver-reader", daemon=True)
         self._reader.start()
         self.ready_timeout_s = ready_timeout_s
+        self._ready_by = time.monotonic() + ready_timeout_s
 
     @property
     def pid(self) -> int:
@@ -73,27 +76,51 @@ class ForkServer:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            message = json.loads(line)
-            if "ready" in message:
-                self._ready.set()
-            elif "pid" in message:
-                self._pids.put(int(message["pid"]))
-            elif "exit" in message:
-                self._exits[int(message["exit"])] = int(message["code"])
+        try:
+            for line in self.proc.stdout:
+                message = _message(line)
+                if "ready" in message:
+                    self._ready.set()
+                elif "pid" in message:
+                    self._pids.put(int(message["pid"]))
+                elif "exit" in message:
+                    self._exits[int(message["exit"])] = int(message["code"])
+        finally:
+            # Wake whoever waits for "ready" or a PID: the server is gone, and waiting out
+            # ready_timeout_s for a dead process delayed every run of the plain install by 2 minutes.
+            self._gone.set()
+            self._ready.set()
+            self._pids.put(_GONE)
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._gone.is_set() and self.proc.poll() is None
+
+    async def wait_ready(self) -> None:
+        """Wait until it has imported what it preloads (or died), without blocking the event loop.
+        spawn's own wait blocks it: a Ctrl-C during those seconds (up to ready_timeout_s) took effect
+        only when the wait ended; awaited first, it stops the run at once."""
+        while not self._ready.is_set() and time.monotonic() < self._ready_by:
+            await asyncio.sleep(0.05)
 
     def spawn(self, argv: list[str], log: Path, env: dict[str, str]) -> ForkedProcess:
         """Fork a peer running `peerlearn peer ARGV`, its output appended to `log`."""
         with self._lock:
-            if not self._ready.wait(self.ready_timeout_s) or not self.alive():
-                raise RuntimeError(f"the peer fork server did not start (exit code {self.proc.poll()})")
+            if not self._ready.wait(max(self._ready_by - time.monotonic(), 0.0)) or not self.alive():
+                raise RuntimeError(f"the peer fork server did not start (exit code {self._exit_code()})")
             assert self.proc.stdin is not None
             self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log), "env": env}) + "\n").encode())
             self.proc.stdin.flush()
-            return ForkedProcess(self._pids.get(timeout=30), self)
+            pid = self._pids.get(timeout=30)
+            if pid == _GONE:
+                raise RuntimeError(f"the peer fork server exited (exit code {self._exit_code()})")
+            return ForkedProcess(pid, self)
+
+    def _exit_code(self) -> int | None:
+        """Its exit code, given a moment to arrive: its stdout closes just before it exits."""
+        try:
+            return self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            return None
 
     def exit_code(self, pid: int) -> int | None:
         code = self._exits.get(pid)
@@ -103,6 +130,8 @@ class ForkServer:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop forking: the server exits when its stdin closes."""
+        if not self._ready.is_set():  # still importing: it has forked nothing and reads stdin only then
+            self.proc.kill()
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -114,6 +143,19 @@ class ForkServer:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+_GONE = -1  # put on the PID queue when the server's stdout closes
+
+
+def _message(line: bytes) -> dict:
+    """One protocol line; anything else (a library printing to stdout while the server imports) is
+    skipped, not allowed to kill the reader thread, which would leave spawn waiting for nothing."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
 
 
 def _exists(pid: int) -> bool:

@@ -115,6 +115,7 @@ class LocalPeers:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.use_fork_server:
             self.fork_server = ForkServer(self._env(), self.log_dir / "forkserver.log")  # closed by stop()
+            await self.fork_server.wait_ready()  # here, not in spawn: Ctrl-C must not wait for its imports
         port_files = []
         for spec in self.specs:
             port_file = Path(self._tmp.name) / f"{spec.peer_id}.port"

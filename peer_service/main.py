@@ -26,6 +26,7 @@ from peerlearn.settings import (
     attribute_docs,
     check_ranges,
     env_name,
+    port_taken,
     read_env,
 )
 
@@ -153,6 +154,8 @@ def _main(args: argparse.Namespace) -> int:
         security.check(settings.host)  # refuse before the slow start of the learner
     except ValueError as err:
         raise UserError(str(err)) from None
+    if settings.port and port_taken(settings.host, settings.port):  # before the learner, and in one line
+        raise UserError(f"port: expected a free port on {settings.host}, got {settings.port} (in use or not allowed)")
     import torch
 
     torch.set_num_threads(settings.torch_threads)  # one thread per peer process: peers share the cores

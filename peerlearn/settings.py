@@ -95,6 +95,28 @@ def unknown_variables(settings: Iterable[str], environ: Mapping[str, str] | None
     return f"peerlearn: {unknown_names(unknown, known)} {verb} ignored"
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether another socket holds `host:port`: found before anything slow starts, and without the log
+    line gRPC's C core prints when its own bind fails. SO_REUSEADDR as servers bind: a port that only
+    has connections in TIME_WAIT (a restarted peer's) is free. A host that does not resolve is left to
+    the real bind to report."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError):
+        return False
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            return err.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
 def task_in_name(task: str) -> str:
     """The task as part of a folder or run name: a user's `module:EnvId` by its EnvId (a colon in a path
     breaks Windows, scp and PATH-like lists), a namespace's slash as an underscore (no nested folder)."""

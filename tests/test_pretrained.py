@@ -91,15 +91,23 @@ def test_a_run_with_a_pretrained_adviser_and_a_pretrained_learner(zips: dict[str
 
 def test_a_model_of_another_task_is_refused_in_one_line(zips: dict[str, Path], tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    """A CartPole model offered to Room-6: the peer refuses it at start (exit 2), and `peerlearn run`
-    says which peer and why in one line, exit 2, instead of the orchestrator's traceback."""
+    """A CartPole model offered to Room-6: `peerlearn run` says which peer and why in one line, exit 2,
+    before any peer starts and before it makes a run folder (the peer refused it only after it
+    started); a file that is no model zip, too. The peer itself still refuses it (`peerlearn peer`)."""
     from peerlearn.cli import main
 
     code = main(["run", "--task", "room-6", "--peers", "2", "--roles", "learner,adviser", "--pretrained",
                  f",{zips['dqn']}", "--steps", "100", "--out", str(tmp_path), "--status-port", "-1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "Traceback" not in err[0], err
-    assert "peer-1 refused its settings: pretrained model" in err[0] and "does not fit the task" in err[0]
+    assert f"pretrained: peer-1's model {zips['dqn']} does not fit the task room-6: its observation space is " \
+           "Box(" in err[0], err[0]
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+    (tmp_path / "notes.zip").write_text("not a zip")
+    code = main(["run", "--peers", "1", "--pretrained", str(tmp_path / "notes.zip"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"peerlearn run: error: pretrained: expected an SB3 model zip for peer-0, got "
+                                 f"'{tmp_path / 'notes.zip'}' (it has no readable data file with the model's spaces)"]
     from peer_service.envs import make_env
 
     with pytest.raises(ValueError, match="does not fit the task: Observation spaces do not match"):

@@ -18,7 +18,7 @@ from orchestrator.config import RunConfig
 from peer_service.attacks import parse_attack
 from peer_service.envs import MUJOCO_KWARGS, check_spaces, make_env, resolve_env_id
 from peer_service.presets import LearnerPreset, preset_for
-from peerlearn.settings import UserError
+from peerlearn.settings import UserError, port_taken
 
 
 def check_local_peers(config: RunConfig) -> RunConfig:
@@ -46,6 +46,8 @@ def check_local_peers(config: RunConfig) -> RunConfig:
         path = config.pretrained_of(i)
         if path and not Path(path).is_file():
             raise UserError(f"pretrained: expected an SB3 model zip for peer-{i}, got {path!r} (no such file)")
+        if path:
+            _check_pretrained_fits(config, i, observations, actions)
         if config.role(i) == "adviser" and not path:
             raise UserError(f"roles: peer-{i} is an adviser, which needs a pretrained model (pretrained)")
         if config.role(i) == "learner" and not path:
@@ -59,6 +61,61 @@ def check_local_peers(config: RunConfig) -> RunConfig:
         except ValueError as err:
             raise UserError(f"attacks: {err}") from None
     return config
+
+
+def check_status_port(config: RunConfig) -> None:
+    """A status port in use is refused before any peer starts or any run folder is made (the status
+    service is only started after the peers)."""
+    if config.status_port > 0 and port_taken("127.0.0.1", config.status_port):
+        raise UserError(f"status_port: expected a free port (or 0 = any, -1 = off), got {config.status_port}, "
+                        "which is in use or not allowed")
+
+
+def _check_pretrained_fits(config: RunConfig, index: int, observations: Any, actions: Any) -> None:
+    """A model saved for other spaces than the task's (a CartPole zip offered to Room-6) is refused here,
+    with the spaces that differ; its peer would refuse it only after it started (SB3's load checks the
+    model's spaces against the env's, as here)."""
+    path = config.pretrained_of(index)
+    saved = _saved_spaces(path)
+    if saved is None:
+        raise UserError(f"pretrained: expected an SB3 model zip for peer-{index}, got {path!r} (it has no "
+                        "readable data file with the model's spaces)")
+    for what, model_space, task_space in (("observation", saved[0], _as_a_model_sees(observations)),
+                                          ("action", saved[1], actions)):
+        if model_space != task_space:
+            raise UserError(f"pretrained: peer-{index}'s model {path} does not fit the task {config.task}: its "
+                            f"{what} space is {_one_line(model_space)}, the task's is {_one_line(task_space)}")
+
+
+def _one_line(space: Any) -> str:
+    return " ".join(str(space).split())  # a Box prints its bounds padded to columns
+
+
+@functools.cache
+def _saved_spaces(path: str) -> tuple[Any, Any] | None:
+    """The observation and action spaces an SB3 zip was saved with (its `data` entry; the weights are
+    not read), or None for a file that is not such a zip."""
+    import zipfile
+
+    from stable_baselines3.common.save_util import json_to_data
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json_to_data(archive.read("data").decode())
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return None
+    spaces = data.get("observation_space"), data.get("action_space")
+    return None if None in spaces else spaces
+
+
+def _as_a_model_sees(observations: Any) -> Any:
+    """SB3 feeds channel-last images to a model transposed (VecTransposeImage), and saves that space."""
+    from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    if is_image_space(observations) and not is_image_space_channels_first(observations):
+        return VecTransposeImage.transpose_space(observations)
+    return observations
 
 
 def learner_preset(config: RunConfig, index: int) -> LearnerPreset:

@@ -18,7 +18,7 @@ from orchestrator.loop.health import QuorumLost
 from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
 from orchestrator.running.inproc_client import InprocPeerClient
 from orchestrator.running.launcher import LocalPeers, PeerSpec
-from orchestrator.running.preflight import check_local_peers, learner_preset
+from orchestrator.running.preflight import check_local_peers, check_status_port, learner_preset
 from orchestrator.running.progress import LiveView
 from orchestrator.running.recorder import RunRecorder, new_run_dir
 from orchestrator.running.status import StatusServicer, start_status_server
@@ -135,6 +135,7 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
         check_local_peers(config)  # the peers start here: ask their code about the settings first
     else:
         config.validate()
+    check_status_port(config)  # before any peer starts and any run folder is made
     resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)

@@ -277,3 +277,34 @@ def test_where_trust_ended_and_one_runs_reputations_are_drawn(page, tmp_path: Pa
     assert "![what the choice saw](../results/room21-rep/choice_room-21-peer-s0.png)" in text
     assert [p.name for p in out.glob("choice_*.png")] == ["choice_room-21-peer-s0.png"]
     assert choice.one_run([runs], "room-21-peer-s9", out, "x") == ""  # not run yet: nothing drawn
+
+
+def test_declared_claims_get_holm_over_their_primary_family_and_secondary_apart(page, tmp_path: Path) -> None:  # noqa: ANN001
+    """A grid's [claims] (declared before its runs): primary rows carry Holm over that family only, secondary
+    rows are shown apart, unadjusted; the onset reading says when a role's share stays above a threshold."""
+    (tmp_path / "grid.toml").write_text(
+        'seeds = [0]\n[claims]\nprimary = [["trust", "random", "trust beats random"], '
+        '["thompson", "random", "thompson beats random"]]\n'
+        'secondary = [["trust", "thompson", "trust beats thompson"]]\n')
+    runs = tmp_path / "results" / "ch" / "runs"
+    for seed in range(5):
+        for condition, level in (("trust", 50), ("thompson", 40), ("random", 10)):
+            _fake_run(runs, f"room-21-{condition}-s{seed}", seed,
+                      {"peer-0": [0, level + seed, level + seed], "peer-1": [0, level, level]})
+    ex = page.Experiment(key="ch", title="Choice", intro="", commands=["cmd"], folders=["results/ch/runs"],
+                         expected=[], order=["trust", "thompson", "random"], grid="grid.toml",
+                         onset=("adversary", 0.4, True, "above 0.4"))
+    read: list = []
+    text = page.section(1, ex, read)
+    # 5 vs 5, complete separation: p = 1/252 = 0.004 each; Holm over 2 gives 0.008 for both
+    assert ("| trust beats random | trust vs random | 5 vs 5 | 1.00 [1.00, 1.00] | 0.004 | 0.008 | **holds** | **yes** |"
+            in text)
+    assert "**Secondary claims**" in text and "| trust beats thompson | trust vs thompson |" in text
+    assert [r.family for r in read[0][3]] == ["primary", "primary", "secondary"]
+    glance = page.at_a_glance(read)
+    assert "trust beats random" in glance and "trust beats thompson" not in glance
+    assert "| 0.004 | 0.008 |" in glance  # the grid's own Holm, not the page's paper family
+    # the fake runs' adversary took 0.5 of the actions in the first window, 0 in the last: never above 0.4 to the end
+    assert "| room-21-trust-s0 | 0.500 | 0.000 | never |" in text
+    block = page.choice_block(read)
+    assert "| trust beats random | ch (§1) | 5 vs 5 | 1.00 [1.00, 1.00] | **holds** | 0.008 |" in block

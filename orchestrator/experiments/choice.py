@@ -279,17 +279,23 @@ def adversary_share_plot(runs: list[RunData], out_dir: Path, link: str, n: int =
 def adversary_onset(runs: list[RunData], n: int = 3) -> str:
     """From which window on the adversary's follow share stays below 1/(2N), per run."""
     threshold = 1.0 / (2 * n)
-    lines = [f"| run | adversary share, first window | last window | below 1/(2N) = {threshold:.3f} from the window "
-             "ending at step |",
+    return share_onset(runs, "adversary", threshold, above=False, label=f"below 1/(2N) = {threshold:.3f}")
+
+
+def share_onset(runs: list[RunData], role: str, threshold: float, above: bool, label: str) -> str:
+    """Per run, the share of the learners' executed actions that followed the peer of `role` in the first
+    and last window, and the end of the first window from which it stays above (or below) `threshold`."""
+    lines = [f"| run | {role} share, first window | last window | {label} from the window ending at step |",
              "|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r.condition, r.seed)):
-        adversaries = [p for p, role in r.roles.items() if role == "adversary"]
-        if not adversaries:
+        holders = [p for p, peer_role in r.roles.items() if peer_role == role]
+        if not holders:
             continue
-        pts = sorted((t, x) for t, b, x in r.follow if b == adversaries[0] and not math.isnan(x))
+        pts = sorted((t, x) for t, b, x in r.follow if b == holders[0] and not math.isnan(x))
         if not pts:
             continue
-        onset = next((t for k, (t, _) in enumerate(pts) if all(x < threshold for _, x in pts[k:])), None)
+        beyond = (lambda x: x > threshold) if above else (lambda x: x < threshold)
+        onset = next((t for k, (t, _) in enumerate(pts) if all(beyond(x) for _, x in pts[k:])), None)
         lines.append(f"| {r.name} | {pts[0][1]:.3f} | {pts[-1][1]:.3f} | "
                      f"{'never' if onset is None else int(onset)} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""

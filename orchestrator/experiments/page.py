@@ -49,6 +49,12 @@ class Experiment:
     # "Who is chosen, by peer": the task's return scale sets it.
     equal_within: float = 1.0
     example_run: str = ""  # one trust-choice run whose reputations the section draws (its first seed)
+    # The grid file whose [claims] (declared before its runs) the section reads: primary (Holm over them)
+    # and secondary (each on its own). Sections without one read `claims`, the paper's, as before.
+    grid: str = ""
+    # (role, threshold, above, label): per run, from which window the share of the learners' executed
+    # actions that followed the peer of that role stays above (or below) the threshold.
+    onset: tuple[str, float, bool, str] | None = None
 
 
 def grid_runs(grid: str) -> list[str]:
@@ -145,6 +151,45 @@ EXPERIMENTS = [
         ],
     ),
     Experiment(
+        key="room21-choice-adversary-60k",
+        example_run="room-21-trust-s0",
+        title="Whom to follow with an adversary among the advisers, with controls, 60,000 env steps per peer",
+        label="Room-21, adversary with controls, 60k",
+        intro=(
+            "The choice where it has something to find. Two DQN learners and the scripted adversary (it walks "
+            "toward the mirrored goal), under the paper's trust choice (peerlearn's median agent values, and the "
+            "paper's pooled mean), random advice with the same adversary, peerlearn's Thompson rule, and the "
+            "paper's rule with peerlearn's normalisation floor; and the two learners alone without the "
+            "adversary (`pair`), which says what the adversary costs. The claims were declared in the grid file "
+            "before any run (docs/algorithm.md, \"Whom to follow\", describes the rules)."
+        ),
+        commands=["peerlearn sweep --grid configs/experiments/room21-choice-adversary-60k.toml --jobs 2 --nice 10"],
+        folders=["results/room21-choice-adversary-60k/runs"],
+        expected=grid_runs("configs/experiments/room21-choice-adversary-60k.toml"),
+        order=["trust", "trust_mean", "trust_fixed", "thompson", "random", "pair"],
+        grid="configs/experiments/room21-choice-adversary-60k.toml",
+        onset=("adversary", 1 / 6, False, "below 1/(2N) = 0.167"),
+    ),
+    Experiment(
+        key="room21-expert-30k",
+        example_run="room-21-trust-s0",
+        title="An expert among novices: whom to follow, 30,000 env steps per peer",
+        label="Room-21, an expert among novices, 30k",
+        intro=(
+            "Two fresh DQN learners and the scripted Room expert (it walks straight to the goal), under the "
+            "paper's trust choice, random advice, peerlearn's Thompson rule and the paper's rule with peerlearn's "
+            "normalisation floor, against one learner alone. The return is the learners' (the expert is not "
+            "evaluated). The question besides the claims: from which step does the expert get more than half of "
+            "the learners' executed actions, and keep it? The claims were declared in the grid file before any run."
+        ),
+        commands=["peerlearn sweep --grid configs/experiments/room21-expert-30k.toml --jobs 2 --nice 10"],
+        folders=["results/room21-expert-30k/runs"],
+        expected=grid_runs("configs/experiments/room21-expert-30k.toml"),
+        order=["trust", "trust_fixed", "thompson", "random", "single"],
+        grid="configs/experiments/room21-expert-30k.toml",
+        onset=("expert", 0.5, True, "above 1/2"),
+    ),
+    Experiment(
         key="room21-group-size-30k",
         example_run="room-21-N4-s0",
         title="Group size on Room-21: N = 2, 4, 8 at 30,000 env steps per peer",
@@ -221,19 +266,23 @@ class ClaimRow:
     p: str
     verdict: str  # holds / does not hold / undecided / no verdict yet (too few runs)
     p_value: float = math.nan  # the rank-sum p as a number, for the correction over all claims
+    family: str = "paper"  # paper (the page's family of the paper's claims), primary or secondary (a grid's)
+    holm_p: float = math.nan  # for a primary claim: Holm over its grid's primary family
 
     @property
     def is_paper_claim(self) -> bool:
-        """Rows marked "(not a claim)" compare two codes, "(A/B)" two settings: not the paper's claims."""
-        return not self.text.startswith(("(not a claim)", "(A/B)"))
+        """Rows marked "(not a claim)" compare two codes, "(A/B)" two settings: not the paper's claims;
+        a grid's own declared claims have their own family."""
+        return self.family == "paper" and not self.text.startswith(("(not a claim)", "(A/B)"))
 
 
-def claim_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
+def claim_rows(ex: Experiment, runs: list[RunData], claims: list[tuple[str, str, str]] | None = None,
+               family: str = "paper") -> list[ClaimRow]:
     by_condition: dict[str, np.ndarray] = {}
     for c in ex.order:
         by_condition[c] = np.array([r.avg_return() for r in runs if r.condition == c])
     rows = []
-    for x, y, text in ex.claims:
+    for x, y, text in (ex.claims if claims is None else claims):
         a, b = by_condition.get(x, np.zeros(0)), by_condition.get(y, np.zeros(0))
         if a.size < 2 or b.size < 2:
             rows.append(ClaimRow(text, f"{x} vs {y}", f"{a.size} vs {b.size}", "-", "-",
@@ -244,7 +293,37 @@ def claim_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
         p_value = rank_sum_p(a, b)
         rows.append(ClaimRow(text, f"{x} vs {y}", f"{a.size} vs {b.size}", f"{p:.2f} [{lo:.2f}, {hi:.2f}]",
                              f"{p_value:.3f}", verdict(a, b), p_value))
+    for row in rows:
+        row.family = family
     return rows
+
+
+def declared_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
+    """The grid's declared claims: the primary ones with Holm over their family (the grid's), then the
+    secondary ones, each read on its own."""
+    grid = load_grid(ROOT / ex.grid)
+    primary = claim_rows(ex, runs, [(c.x, c.y, c.text) for c in grid.primary], "primary")
+    for row, adjusted in zip(primary, holm([r.p_value for r in primary]), strict=True):
+        row.holm_p = adjusted
+    return primary + claim_rows(ex, runs, [(c.x, c.y, c.text) for c in grid.secondary], "secondary")
+
+
+def declared_tables(rows: list[ClaimRow]) -> str:
+    primary = [r for r in rows if r.family == "primary"]
+    secondary = [r for r in rows if r.family == "secondary"]
+    k = len(primary)
+    lines = [f"**Primary claims**, declared in the grid file before any of its runs was read; Holm over these {k}:\n",
+             "| claim | X vs Y | runs | P(X > Y), paper metric [95% CI] | rank-sum p | Holm p | verdict "
+             "| holds after Holm |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.text} | {r.pair} | {r.runs} | {r.improvement} | {r.p} | {p_cell(r.holm_p)} | {bold_verdict(r)} | "
+              f"{'-' if math.isnan(r.holm_p) else ('**yes**' if r.holm_p < 0.05 and r.verdict == 'holds' else 'no')} |"
+              for r in primary]
+    text = "\n".join(lines) + "\n"
+    if secondary:
+        text += ("\n**Secondary claims**, declared with them and read each on its own (no adjustment: support for "
+                 "the primary ones, not findings of their own):\n\n" + claims_table(secondary))
+    return text
 
 
 # Said wherever the verdicts of a grid that was extended after a first look at its results are shown.
@@ -286,6 +365,10 @@ def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str
         where = f"{number} (`{ex.key}`)" + caveats(ex, complete)
         for r in section_rows:
             holm_p = next(adjusted)
+            if r.family == "secondary":
+                continue
+            if r.family == "primary":
+                holm_p = r.holm_p
             lines.append(f"| {r.text} | {where} | {r.pair} | {r.runs} | {bold_verdict(r)} | {r.p} | {p_cell(holm_p)} |")
     k = sum(not math.isnan(p) for p in family)
     passing = sum(p < 0.05 for p in adjusted_all if not math.isnan(p))
@@ -299,7 +382,9 @@ def at_a_glance(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str
             f"{passing} of the {k} pass it. With 5 runs against 5 the exact test's smallest p is 1/252 = 0.004 "
             f"(every run of X above every run of Y), which the adjustment raises to as much as {k}/252 = "
             f"{k / 252:.3f}: at these seed counts only a near-complete separation passes, and more seeds are "
-            "what would let the claims hold together.\n\n")
+            "what would let the claims hold together. The sections that declared their own claims in their grid "
+            "files (the choice grids) list their primary claims here with Holm over each grid's own primary family "
+            "instead; their secondary claims are in their sections.\n\n")
 
 
 README = ROOT / "README.md"
@@ -320,13 +405,46 @@ def readme_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]],
         lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} | {p_cell(holm_p)} |")
     passing = sum(p < 0.05 for p in adjusted if not math.isnan(p))
     counted = sum(not math.isnan(p) for p in adjusted)
+    choice_part = random_advice_line() + choice_block(read)
     return (f"{README_BEGIN}\n" + "\n".join(lines) + "\n\n"
             "Each verdict reads its claim on its own (holds: the bootstrap CI of P(X > Y) above 1/2 and an exact "
             f"rank-sum test at 5%); adjusted for the {counted} claim{'' if counted == 1 else 's'} together (Holm), "
             f"{passing} pass{'es' if passing == 1 else ''}. "
             "*Interim*: the grid still has runs to make. *Extended after a first look*: runs were added on seeing "
             "the first ones (optional stopping), so its verdicts are weaker than their p-values say.\n"
-            + trust_at_work(leans or {}) + README_END)
+            + ("\n" + choice_part.rstrip("\n") + "\n" if choice_part else "") + trust_at_work(leans or {}) + README_END)
+
+
+def random_advice_line() -> str:
+    """How much of peer learning's gain on Room-21 (two equal learners, 120k) random advice already gets,
+    from the committed runs: the sentence the README owes its reader before any claim about the choice."""
+    ex = next((e for e in EXPERIMENTS if e.key == "room21-120k"), None)
+    runs = load(ex) if ex is not None else []
+    means = {c: np.array([r.avg_return() for r in runs if r.condition == c]) for c in ("peer", "random", "single")}
+    if any(v.size < 2 for v in means.values()):
+        return ""
+    peer, rand, single = (float(means[c].mean()) for c in ("peer", "random", "single"))
+    if peer <= single:
+        return ""
+    return (f"**What the choice adds.** On Room-21 with two equal learners (120k steps, §1) random advice scores "
+            f"{rand:.1f} against the trust choice's {peer:.1f} and a single agent's {single:.1f} (means of the "
+            f"paper metric): random advice alone gets {100 * (rand - single) / (peer - single):.0f}% of the gain "
+            f"(random vs single: rank-sum p = {rank_sum_p(means['random'], means['single']):.3f}; trust vs random: "
+            f"p = {rank_sum_p(means['peer'], means['random']):.3f}). With equal learners there is little to "
+            "choose between; the choice grids of docs/results.md put the choice where peers differ.\n\n")
+
+
+def choice_block(read: list[tuple[int, Experiment, bool, list[ClaimRow]]]) -> str:
+    """The primary claims of the grids that declared their own (the choice grids), for the README."""
+    rows = [(number, ex, complete, r) for number, ex, complete, rs in read for r in rs if r.family == "primary"]
+    if not rows:
+        return ""
+    lines = ["| whom to follow (declared before the runs) | experiment | runs | P(X > Y) [95% CI] | verdict | "
+             "Holm p (per grid) |", "|---|---|---|---|---|---|"]
+    for number, ex, complete, r in rows:
+        where = f"{ex.label or ex.key} (§{number}{caveats(ex, complete)})"
+        lines.append(f"| {r.text} | {where} | {r.runs} | {r.improvement} | {bold_verdict(r)} | {p_cell(r.holm_p)} |")
+    return "\n".join(lines) + "\n\n"
 
 
 def update_readme(text: str, block: str) -> str:
@@ -389,10 +507,11 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
     out = ROOT / "results" / ex.key
     write_csvs(runs, out)
     table = report(runs, out, order=ex.order, plots=True)
-    rows = claim_rows(ex, runs)
+    rows = declared_rows(ex, runs) if ex.grid else claim_rows(ex, runs)
     if read is not None and rows:
         read.append((number, ex, not missing, rows))
-    text += table + "\n" + learner_settings_line(ex, runs) + "\n" + claims_table(rows)
+    text += table + "\n" + learner_settings_line(ex, runs) + "\n" + (declared_tables(rows) if ex.grid
+                                                                       else claims_table(rows))
     if ex.first_seeds and any(r.seed not in ex.first_seeds for r in runs):
         text += (f"\nThe first reading, seeds {', '.join(map(str, ex.first_seeds))} only:\n\n"
                  + claims_table(claim_rows(ex, [r for r in runs if r.seed in ex.first_seeds]))
@@ -406,7 +525,13 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
         text += choice.adversary_share_plot(runs, ROOT / "results" / ex.key, f"../results/{ex.key}")
         if (out / "follow_rates.png").exists():
             text += f"\n![follow rates](../results/{ex.key}/follow_rates.png)\n"
-    if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k", "hopper-20k"):
+    if ex.onset is not None:
+        role, threshold, above, label = ex.onset
+        text += (f"\nThe {role}'s share of the learners' executed actions per run, in 30 windows of the run; the last "
+                 f"column is the end of the first window from which the share stays {label}:\n\n"
+                 + choice.share_onset(load(ex, windows=30), role, threshold, above, label))
+    if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k", "hopper-20k",
+                  "room21-choice-adversary-60k", "room21-expert-30k"):
         text += selection_over_time(runs, ex, leans)
     if ex.example_run:
         text += choice.one_run([ROOT / f for f in ex.folders if (ROOT / f).exists()], ex.example_run, out,

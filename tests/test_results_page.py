@@ -297,7 +297,8 @@ def test_declared_claims_get_holm_over_their_primary_family_and_secondary_apart(
     read: list = []
     text = page.section(1, ex, read)
     # 5 vs 5, complete separation: p = 1/252 = 0.004 each; Holm over 2 gives 0.008 for both
-    assert ("| trust beats random | trust vs random | 5 vs 5 | 1.00 [1.00, 1.00] | 0.004 | 0.008 | **holds** | **yes** |"
+    row = "| trust beats random | trust vs random | 5 vs 5 | 1.00 [1.00, 1.00] | 0.004 | 0.008 | **holds** | **yes** |"
+    assert (row
             in text)
     assert "**Secondary claims**" in text and "| trust beats thompson | trust vs thompson |" in text
     assert [r.family for r in read[0][3]] == ["primary", "primary", "secondary"]

@@ -9,6 +9,7 @@ at the start of every window), so a run driven by it is bit-identical to `model.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import logging
 import pickle
@@ -28,6 +29,80 @@ from peer_service.presets import LearnerPreset
 log = logging.getLogger("peerlearn.learner")
 
 
+def model_arguments(preset: LearnerPreset, action_dims: int | None = None) -> dict[str, Any]:
+    """The arguments of the algorithm's SB3 constructor that a preset makes (all but env, seed, device
+    and verbose): what SB3Learner builds its model with, and what learners.toml records. `action_dims`
+    sizes the Gaussian action noise (None: no noise object; the record keeps action_noise_std)."""
+    algo = algorithm(preset.algo)
+    kwargs: dict[str, Any] = dict(
+        learning_rate=preset.learning_rate, buffer_size=preset.buffer_size, learning_starts=preset.learning_starts,
+        batch_size=preset.batch_size, gamma=preset.gamma, tau=preset.tau, train_freq=preset.train_freq,
+        gradient_steps=preset.gradient_steps)
+    policy_kwargs: dict[str, Any] = {} if preset.net_arch is None else {"net_arch": list(preset.net_arch)}
+    if algo.discrete:
+        kwargs.update(target_update_interval=preset.target_update_interval,
+                      exploration_initial_eps=preset.exploration_initial_eps,
+                      exploration_fraction=preset.exploration_fraction,
+                      exploration_final_eps=preset.exploration_final_eps)
+    if algo.stochastic_actor:
+        kwargs["use_sde"] = preset.use_sde
+        if preset.log_std_init is not None:
+            policy_kwargs["log_std_init"] = preset.log_std_init
+    if preset.action_noise_std > 0 and action_dims is not None:
+        std = preset.action_noise_std * np.ones(action_dims)
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(action_dims), std)
+    # The shared preset fields an algorithm does not take are left out (CrossQ has no target network,
+    # so no tau); a user's own SB3 arguments (preset.extra) go through as given, and the class
+    # refuses the ones it does not know.
+    accepted = set(inspect.signature(algo.load().__init__).parameters)
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    extra = dict(preset.extra)
+    policy_kwargs.update(extra.pop("policy_kwargs", {}))  # a user's policy_kwargs win over the preset's
+    return {"policy": "MlpPolicy", "policy_kwargs": policy_kwargs, **kwargs, **extra}
+
+
+def recorded_settings(preset: LearnerPreset) -> dict[str, Any]:
+    """Every setting a learner built from `preset` runs with, for learners.toml: where the values came
+    from, then every argument of the algorithm's constructor in its order (the preset's, else SB3's
+    default), then what peerlearn adds (train_phase; action_noise_std for Box actions) and rl-zoo3's
+    notes. Values without a TOML spelling are written as their Python text (a schedule: lin_0.001)."""
+    algo = algorithm(preset.algo)
+    given = model_arguments(preset)
+    given["buffer_size"] = preset.buffer_size  # as set; a peer allocates at most the run's steps of it
+    record: dict[str, Any] = {"algo": algo.name, "source": preset.source}
+    for name, parameter in inspect.signature(algo.load().__init__).parameters.items():
+        if name in ("self", "env", "seed", "device", "verbose", "_init_setup_model", "tensorboard_log"):
+            continue
+        value = given[name] if name in given else parameter.default
+        if value is not inspect.Parameter.empty:
+            record[name] = plain(value)
+    record["train_phase"] = preset.train_phase
+    if not algo.discrete:
+        record["action_noise_std"] = preset.action_noise_std
+    if preset.notes:
+        record["notes"] = list(preset.notes)
+    return record
+
+
+def plain(value: Any) -> Any:
+    """A setting as TOML can hold it: numbers, strings, lists and tables as they are; a class by its
+    name; a TrainFreq as [n, unit]; None (SB3's 'not set') stays None, which the writer leaves out;
+    anything else (schedules, noise objects) as its Python text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if hasattr(value, "_fields"):  # a namedtuple, e.g. SB3's TrainFreq(frequency, unit)
+        return [plain(getattr(value, f)) for f in value._fields]
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return plain(value.value)  # e.g. TrainFrequencyUnit.STEP
+    if isinstance(value, type):
+        return value.__name__
+    return repr(value)
+
+
 class SB3Learner:
     """One SB3 off-policy learner with the per-step interface a peer needs."""
 
@@ -36,35 +111,11 @@ class SB3Learner:
     def __init__(self, env: gym.Env, preset: LearnerPreset, total_steps: int, seed: int) -> None:
         self.preset = preset
         self.total_steps = max(int(total_steps), 1)
-        # A buffer larger than the run only costs memory; results are identical up to the budget.
-        buffer_size = max(min(preset.buffer_size, self.total_steps), preset.batch_size)
         self.algorithm = algorithm(preset.algo)
-        cls = self.algorithm.load()
-        kwargs: dict[str, Any] = dict(
-            learning_rate=preset.learning_rate, buffer_size=buffer_size, learning_starts=preset.learning_starts,
-            batch_size=preset.batch_size, gamma=preset.gamma, tau=preset.tau, train_freq=preset.train_freq,
-            gradient_steps=preset.gradient_steps, seed=seed, device="cpu", verbose=0)
-        policy_kwargs: dict[str, Any] = {} if preset.net_arch is None else {"net_arch": list(preset.net_arch)}
-        if self.algorithm.discrete:
-            kwargs.update(target_update_interval=preset.target_update_interval,
-                          exploration_initial_eps=preset.exploration_initial_eps,
-                          exploration_fraction=preset.exploration_fraction,
-                          exploration_final_eps=preset.exploration_final_eps)
-        if self.algorithm.stochastic_actor:
-            kwargs["use_sde"] = preset.use_sde
-            if preset.log_std_init is not None:
-                policy_kwargs["log_std_init"] = preset.log_std_init
-        if preset.action_noise_std > 0:
-            dims = int(np.prod(env.action_space.shape))
-            kwargs["action_noise"] = NormalActionNoise(np.zeros(dims), preset.action_noise_std * np.ones(dims))
-        # The shared preset fields an algorithm does not take are left out (CrossQ has no target network,
-        # so no tau); a user's own SB3 arguments (preset.extra) go through as given, and the class
-        # refuses the ones it does not know.
-        accepted = set(inspect.signature(cls.__init__).parameters)
-        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-        extra = dict(preset.extra)
-        policy_kwargs.update(extra.pop("policy_kwargs", {}))  # a user's policy_kwargs win over the preset's
-        self.model: Any = cls("MlpPolicy", env, policy_kwargs=policy_kwargs, **kwargs, **extra)
+        kwargs = model_arguments(preset, int(np.prod(env.action_space.shape)))
+        # A buffer larger than the run only costs memory; results are identical up to the budget.
+        kwargs["buffer_size"] = max(min(preset.buffer_size, self.total_steps), preset.batch_size)
+        self.model: Any = self.algorithm.load()(env=env, seed=seed, device="cpu", verbose=0, **kwargs)
         self._finish_setup()
 
     @classmethod

@@ -1,22 +1,21 @@
 """Learner hyper-parameters: the paper's presets where it has one (docs/algorithm.md, "Reference
-hyper-parameters"); otherwise rl-zoo3's tuned values for the task and algorithm when rl-zoo3 is
-installed (`pip install "peerlearn[zoo]"`); otherwise stable-baselines3's own defaults. Any SB3
-constructor argument can be overridden; names that are neither a preset field nor an argument of the
-algorithm are refused with the valid ones."""
+hyper-parameters"); otherwise rl-zoo3's tuned values for the task and algorithm (shipped with peerlearn:
+zoo.py); otherwise stable-baselines3's own defaults. Any SB3 constructor argument can be overridden;
+names that are neither a preset field nor an argument of the algorithm are refused with the valid ones."""
 
 from __future__ import annotations
 
 import inspect
-import logging
 from dataclasses import dataclass, field, fields, replace
-from importlib import resources
 from typing import Any
 
 from peer_service.algorithms import ALGORITHMS, algorithm
 from peer_service.envs import resolve_env_id
+from peer_service.zoo import NOT_APPLIED, translate, zoo_entry
 from peerlearn.settings import unknown_names
 
-log = logging.getLogger("peerlearn.presets")
+# SB3 arguments a peer's step-by-step driver (learner.py) does not apply: refused, not ignored.
+NOT_DRIVEN = {k: v for k, v in NOT_APPLIED.items() if k in ("sde_sample_freq", "use_sde_at_warmup")}
 
 
 @dataclass(frozen=True)
@@ -49,15 +48,20 @@ class LearnerPreset:
     action_noise_std: float = 0.0
     source: str = "paper"  # where the values come from: paper, rl-zoo3 or sb3-defaults
     extra: dict[str, Any] = field(default_factory=dict)  # further SB3 constructor arguments, as given
+    # rl-zoo3 settings that were not applied as written, and why (zoo.py); said at start, kept in learners.toml
+    notes: tuple[str, ...] = ()
 
     def with_overrides(self, **overrides: Any) -> LearnerPreset:
         """This preset with some settings replaced. A preset field is replaced; any other argument of
         the algorithm's SB3 constructor (policy_kwargs, target_policy_noise, ent_coef, ...) goes to
         `extra`; anything else is refused with the valid names (a misspelt setting silently dropped
         would run a different experiment than the one asked for)."""
-        own = {f.name for f in fields(self)} - {"extra", "source"}
+        own = {f.name for f in fields(self)} - {"extra", "source", "notes"}
         algo = algorithm(str(overrides.get("algo", self.algo))).name
-        sb3 = sb3_arguments(algo)
+        sb3 = sb3_arguments(algo) - set(NOT_DRIVEN)
+        undriven = sorted(set(overrides) & set(NOT_DRIVEN))
+        if undriven:
+            raise ValueError(f"{undriven[0]} is not applied by a peer ({NOT_DRIVEN[undriven[0]]}); leave it out")
         unknown = sorted(set(overrides) - own - sb3 - {"extra"})
         if unknown:
             raise ValueError(f"unknown setting(s) {unknown_names(unknown, own | sb3)} for {algo}; known: "
@@ -147,46 +151,12 @@ def sb3_default_preset(algo: str) -> LearnerPreset:
                          **{"use_sde": False, "tau": defaults.get("tau", 0.005), **values})
 
 
-# rl-zoo3 keys that are not constructor arguments: how it trains, not what it trains with.
-ZOO_RUN_KEYS = {"n_timesteps", "policy", "n_envs", "callback", "env_kwargs", "eval_env_kwargs"}
-ZOO_UNSUPPORTED = {"normalize", "env_wrapper", "frame_stack", "vec_env_wrapper", "noise_type", "noise_std"}
-
-
 def zoo_preset(env_id: str, algo: str) -> LearnerPreset | None:
-    """rl-zoo3's tuned hyper-parameters for (env_id, algo), if rl-zoo3 is installed and has them."""
-    try:
-        text = (resources.files("rl_zoo3") / "hyperparams" / f"{algorithm(algo).name.lower()}.yml").read_text()
-    except (ModuleNotFoundError, FileNotFoundError):
+    """rl-zoo3's tuned hyper-parameters for (env_id, algo), if it has them (zoo.py: shipped with peerlearn)."""
+    entry = zoo_entry(env_id, algorithm(algo).name)
+    if entry is None:
         return None
-    import yaml  # a dependency of rl-zoo3
-
-    entry = (yaml.safe_load(text) or {}).get(env_id)
-    if not entry:
-        return None
-    entry = dict(entry)
-    if entry.get("noise_type") == "normal":
-        entry["action_noise_std"] = float(entry["noise_std"])
-    skipped = sorted(k for k in entry if k in ZOO_UNSUPPORTED and k not in ("noise_type", "noise_std"))
-    if skipped:
-        log.warning("rl-zoo3's settings for %s %s also use %s, which a peer does not apply; name the wrappers "
-                    "you need in the run's config", algo, env_id, ", ".join(skipped))
-    settings: dict[str, Any] = {k: v for k, v in entry.items() if k not in ZOO_RUN_KEYS | ZOO_UNSUPPORTED}
+    settings, notes = translate(entry)
     if isinstance(settings.get("learning_rate"), str) and settings["learning_rate"].startswith("lin_"):
         settings["learning_rate"] = LinearSchedule(float(settings["learning_rate"][4:]))
-    if isinstance(settings.get("policy_kwargs"), str):
-        import torch.nn as nn
-
-        # rl-zoo3 writes policy_kwargs as Python ("dict(net_arch=[256, 256])") and evaluates it; so do
-        # we, with nothing but dict and torch.nn in reach (it is rl-zoo3's own package data).
-        settings["policy_kwargs"] = eval(settings["policy_kwargs"], {"__builtins__": {}, "dict": dict, "nn": nn})
-    policy_kwargs = dict(settings.pop("policy_kwargs", {}))
-    base = sb3_default_preset(algo)
-    if "net_arch" in policy_kwargs and isinstance(policy_kwargs["net_arch"], list):
-        settings["net_arch"] = policy_kwargs.pop("net_arch")
-    if "log_std_init" in policy_kwargs:
-        settings["log_std_init"] = policy_kwargs.pop("log_std_init")
-    if policy_kwargs:
-        settings["policy_kwargs"] = policy_kwargs
-    if isinstance(settings.get("train_freq"), list):
-        settings["train_freq"] = int(settings["train_freq"][0])
-    return replace(base.with_overrides(**settings), source="rl-zoo3")
+    return replace(sb3_default_preset(algo).with_overrides(**settings), source="rl-zoo3", notes=tuple(notes))

@@ -11,6 +11,7 @@ downloaded from a model hub) joins a group
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,45 @@ def load_model(path: str | Path, algo: str | None = None, env: gym.Env | None = 
     if name is None:
         raise ValueError(f"pretrained model {str(path)!r}: its algorithm cannot be read from the file (PPO and "
                          "A2C save the same policy class); name it (learner setting algo, e.g. PPO)")
-    on_policy = next((k for k in ON_POLICY if k.lower() == name.lower()), None)
-    cls = getattr(import_module(ON_POLICY[on_policy]), on_policy) if on_policy else algorithm(name).load()
+    cls = model_class(name)
     try:
         return cls.load(str(path), env=env, device="cpu")
     except ValueError as err:  # SB3's check of the model's spaces against the env's
         raise ValueError(f"pretrained model {str(path)!r} does not fit the task: {err} (the model's first, the "
                          "task's second)") from err
+
+
+def model_class(name: str) -> type:
+    """The SB3 / sb3-contrib class of an algorithm name, on-policy ones included."""
+    on_policy = next((k for k in ON_POLICY if k.lower() == name.lower()), None)
+    return getattr(import_module(ON_POLICY[on_policy]), on_policy) if on_policy else algorithm(name).load()
+
+
+def saved_settings(path: str | Path, algo: str | None = None) -> dict[str, Any]:
+    """The settings a model zip was saved with, for learners.toml: its algorithm, its policy class and
+    every argument of the algorithm's constructor the zip holds (SB3 saves them as the model's
+    attributes). A learner that continues from it runs with these (its replay buffer at most the run's
+    steps large); a frozen adviser only acts with its policy."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    from peer_service.learner import plain
+
+    name = algo or detect_algorithm(path)
+    data, _, _ = load_from_zip_file(str(path), load_data=True, device="cpu")
+    data = data or {}
+    record: dict[str, Any] = {"algo": name or "unknown", "source": "pretrained"}
+    if "policy_class" in data:
+        record["policy"] = plain(data["policy_class"])
+    if name is None:
+        return record
+    for key in inspect.signature(model_class(name).__init__).parameters:
+        if key in ("self", "policy", "env", "seed", "device", "verbose", "_init_setup_model", "tensorboard_log"):
+            continue
+        for saved in (key, f"_{key}"):  # SB3 keeps some under a private name (_stats_window_size)
+            if saved in data:
+                record[key] = plain(data[saved])
+                break
+    return record
 
 
 def is_off_policy(model: Any) -> bool:

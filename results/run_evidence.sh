@@ -19,9 +19,6 @@ if [ $# -ge 3 ]; then
   EXACT_EVERY=10000 nice -n 10 results/authors-code/run.sh "$2" "$3" "$runs/authors-120k" 1 120000 "0 1 2 3 4" &
   authors=$!
 fi
-if ! .venv/bin/python -c "import rl_zoo3" 2>/dev/null; then
-  echo "note: pendulum-10k takes rl-zoo3's tuned settings: pip install -e '.[zoo]' first (else SB3's defaults)" >&2
-fi
 for grid in room21-120k room21-compat room21-av-rate room21-adversary-60k room21-group-size-30k pendulum-10k hopper-20k; do
   "$peerlearn" sweep --grid "configs/experiments/$grid.toml" --jobs 2 --nice 10 --out "$runs/$grid" || true
 done

@@ -169,8 +169,8 @@ def test_stagger_phases_put_at_most_cores_peers_in_one_burst() -> None:
 
 def test_hyper_parameters_resolve_paper_then_zoo_then_sb3_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     """The paper's preset where it has one (another algorithm of the same kind keeps its settings, as
-    the authors' --mix-agents); otherwise rl-zoo3's tuned values if installed; otherwise SB3's defaults,
-    read from the algorithm's constructor. Unknown names are refused with the valid ones."""
+    the authors' --mix-agents); otherwise rl-zoo3's tuned values, which ship with peerlearn; otherwise
+    SB3's defaults, read from the algorithm's constructor. Unknown names are refused with the valid ones."""
     import inspect
 
     from stable_baselines3 import DQN
@@ -181,8 +181,11 @@ def test_hyper_parameters_resolve_paper_then_zoo_then_sb3_defaults(monkeypatch: 
     assert (room.algo, room.learning_rate, room.net_arch, room.source) == ("DQN", 5e-4, (256, 256), "paper")
     assert presets.preset_for("room-21", "qr-dqn").algo == "QRDQN"
     assert presets.preset_for("hopper", "td3").learning_rate == 3e-4  # the paper's MuJoCo setting
+    assert presets.preset_for("CartPole-v1", discrete=True).source == "rl-zoo3"  # no extra installed
+    corridor = presets.preset_for("tests.user_envs.corridor:Corridor-v0", discrete=True)
+    assert corridor.source == "sb3-defaults"  # a task rl-zoo3 does not know
 
-    monkeypatch.setattr(presets, "zoo_preset", lambda env_id, algo: None)  # as without rl-zoo3
+    monkeypatch.setattr(presets, "zoo_preset", lambda env_id, algo: None)
     cartpole = presets.preset_for("CartPole-v1", discrete=True)
     dqn_defaults = {k: p.default for k, p in inspect.signature(DQN.__init__).parameters.items()}
     assert (cartpole.algo, cartpole.source, cartpole.net_arch) == ("DQN", "sb3-defaults", None)
@@ -199,25 +202,64 @@ def test_hyper_parameters_resolve_paper_then_zoo_then_sb3_defaults(monkeypatch: 
         room.with_overrides(learnin_rate=1e-3)
     with pytest.raises(ValueError, match="unknown setting"):
         room.with_overrides(ent_coef=0.1)  # a SAC argument, not DQN's
+    with pytest.raises(ValueError, match="sde_sample_freq is not applied by a peer"):
+        presets.preset_for("Pendulum-v1", "SAC").with_overrides(sde_sample_freq=4)  # refused, not ignored
 
 
-def test_zoo_hyper_parameters_are_read_from_rl_zoo3_files(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
-    """rl-zoo3's YAML entry for (env, algo): its constructor arguments, lin_ schedules, policy_kwargs
-    written as Python, normal action noise; run settings (n_timesteps, policy) left out."""
+def test_zoo_hyper_parameters_ship_with_peerlearn() -> None:
+    """rl-zoo3's own files, shipped as package data: CartPole-v1's tuned DQN (rl-zoo3 2.9.2) without
+    rl-zoo3 installed, and every entry of every file makes a preset (an update of the files that a peer
+    could not run fails here, not in a user's run)."""
+    from peer_service import presets, zoo
+
+    cartpole = presets.preset_for("CartPole-v1", discrete=True)
+    assert (cartpole.source, cartpole.learning_rate, cartpole.batch_size, cartpole.train_freq,
+            cartpole.gradient_steps, cartpole.target_update_interval, cartpole.net_arch) == (
+        "rl-zoo3", 2.3e-3, 64, 256, 128, 10, (256, 256))
+    assert cartpole.notes == ("tuned for 50000 steps (n_timesteps; a run's budget is its own steps)",)
+    assert presets.zoo_preset("CartPole-v1", "TD3") is None and presets.zoo_preset("atari", "DQN") is None
+    for algo in ("DQN", "QRDQN", "SAC", "TD3", "TQC", "DDPG", "CrossQ"):
+        for env_id in zoo._entries(algo):
+            if env_id not in ("default", "atari"):
+                assert presets.zoo_preset(env_id, algo).source == "rl-zoo3", (algo, env_id)
+
+
+def test_zoo_settings_a_peer_cannot_apply_are_noted_not_dropped() -> None:
+    """Each rl-zoo3 key that is not a constructor argument is translated or comes back as a note:
+    lin_ schedules, policy_kwargs written as Python, normal and OU action noise, episode train_freq,
+    wrappers, normalisation, parallel envs."""
+    from peer_service import presets, zoo
+
+    settings, notes = zoo.translate({
+        "n_timesteps": 2e4, "policy": "MlpPolicy", "gamma": 0.98, "noise_type": "normal", "noise_std": 0.1,
+        "learning_rate": "lin_1e-3", "policy_kwargs": "dict(net_arch=[400, 300], log_std_init=-2, use_expln=True)",
+        "train_freq": [1, "episode"], "normalize": "{'norm_obs': True}", "frame_stack": 4, "n_envs": 1,
+        "env_wrapper": [{"rl_zoo3.wrappers.HistoryWrapper": {"horizon": 2}}], "sde_sample_freq": 64})
+    assert settings == {"gamma": 0.98, "learning_rate": "lin_1e-3", "net_arch": [400, 300], "log_std_init": -2,
+                        "policy_kwargs": {"use_expln": True}, "train_freq": 1, "action_noise_std": 0.1}
+    assert [n.split(":")[0] for n in notes] == [
+        "tuned for 20000 steps (n_timesteps; a run's budget is its own steps)", "train_freq [1, 'episode']",
+        "normalize {'norm_obs'", "frame_stack 4", "env_wrapper [rl_zoo3.wrappers.HistoryWrapper]",
+        "sde_sample_freq 64"]  # n_envs 1 and MlpPolicy are what a peer does anyway
+    _, notes = zoo.translate({"noise_type": "ornstein-uhlenbeck", "noise_std": 0.5, "policy": "MultiInputPolicy"})
+    assert notes[0].startswith("policy MultiInputPolicy: not applied") and "Gaussian noise of the same std" in notes[1]
+    preset = presets.zoo_preset("LunarLanderContinuous-v3", "SAC")
+    assert repr(preset.learning_rate) == "lin_0.00073" and preset.learning_rate(0.5) == pytest.approx(3.65e-4)
+
+
+def test_learners_toml_records_every_constructor_argument_the_model_gets() -> None:
+    """recorded_settings (learners.toml) and the model a learner builds agree on every argument: the
+    preset's values, SB3's defaults for the rest, policy_kwargs as the policy gets them."""
     from peer_service import presets
+    from peer_service.learner import recorded_settings
 
-    package = tmp_path / "rl_zoo3"
-    (package / "hyperparams").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "hyperparams" / "td3.yml").write_text(
-        "Pendulum-v1:\n  n_timesteps: 20000\n  policy: 'MlpPolicy'\n  gamma: 0.98\n  buffer_size: 200000\n"
-        "  noise_type: 'normal'\n  noise_std: 0.1\n  learning_rate: lin_1e-3\n"
-        "  policy_kwargs: \"dict(net_arch=[400, 300])\"\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(__import__("sys").modules, "rl_zoo3", raising=False)
-    preset = presets.preset_for("Pendulum-v1", "TD3")
-    assert isinstance(preset, presets.LearnerPreset) and preset.source == "rl-zoo3"
-    assert (preset.gamma, preset.buffer_size, preset.net_arch, preset.action_noise_std) == (
-        0.98, 200000, (400, 300), 0.1)
-    assert preset.learning_rate(1.0) == 1e-3 and preset.learning_rate(0.5) == 5e-4
-    assert presets.zoo_preset("CartPole-v1", "TD3") is None
+    preset = presets.preset_for("Pendulum-v1", "TD3").with_overrides(learning_starts=10, buffer_size=500)
+    record = recorded_settings(preset)
+    model = SB3Learner(gym.make("Pendulum-v1"), preset, total_steps=1000, seed=0).model
+    assert (record["algo"], record["source"], record["policy"]) == ("TD3", "rl-zoo3", "MlpPolicy")
+    for name in ("learning_rate", "buffer_size", "learning_starts", "batch_size", "gamma", "tau", "gradient_steps",
+                 "policy_delay", "target_policy_noise", "target_noise_clip", "optimize_memory_usage", "n_steps"):
+        assert record[name] == getattr(model, name), name
+    assert record["train_freq"] == model.train_freq.frequency and record["action_noise_std"] == 0.1
+    assert record["policy_kwargs"] == {"net_arch": [400, 300]} == model.policy_kwargs
+    assert record["stats_window_size"] == model._stats_window_size

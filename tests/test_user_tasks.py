@@ -58,9 +58,12 @@ def test_a_users_env_in_the_working_directory_is_found_as_python_finds_it(tmp_pa
 
 def test_cartpole_group_over_grpc_with_a_wrapper_and_its_resolved_settings(tmp_path: Path) -> None:
     """A discrete Gymnasium task the paper did not use, every peer its own gRPC server process; a wrapper
-    named in config reaches the forked peers (TimeLimit: no episode longer than 30 steps), and every
-    learner setting that was used is written to learners.toml."""
+    named in config reaches the forked peers (TimeLimit: no episode longer than 30 steps), every learner
+    setting that was used is written to learners.toml (rl-zoo3's tuned values, with no extra installed),
+    and the line printed at start says where they came from and how to change them."""
     import tomllib
+
+    from orchestrator.running.learners import start_lines
 
     summary = _run(tmp_path, "cartpole", task="CartPole-v1", peers=2, steps=300, eval_every=300, eval_episodes=2,
                    learner={"learning_starts": 100}, wrappers=["TimeLimit:max_episode_steps=30"])
@@ -73,7 +76,14 @@ def test_cartpole_group_over_grpc_with_a_wrapper_and_its_resolved_settings(tmp_p
     assert set(learners) == {"peer-0", "peer-1"}
     peer0 = learners["peer-0"]
     assert peer0["algo"] == "DQN" and peer0["learning_starts"] == 100  # the run's override
-    assert peer0["source"] in ("rl-zoo3", "sb3-defaults") and "buffer_size" in peer0 and "gamma" in peer0
+    assert peer0["source"] == "rl-zoo3" and peer0["batch_size"] == 64 and peer0["train_freq"] == 256
+    assert peer0["max_grad_norm"] == 10 and peer0["policy_kwargs"] == {"net_arch": [256, 256]}  # SB3's, rl-zoo3's
+    assert peer0["notes"] == ["tuned for 50000 steps (n_timesteps; a run's budget is its own steps)"]
+    config = RunConfig(task="CartPole-v1", peers=2, steps=300, learner={"learning_starts": 100})
+    lines = start_lines(learners, config, tmp_path / "cartpole")
+    assert lines[0].startswith("learners: peer-0, peer-1: DQN, rl-zoo3's tuned settings for CartPole-v1 (rl-zoo3 "
+                               "2.9.2, shipped with peerlearn), with your learning_starts. Every value: ")
+    assert "--learner '{" in lines[0] and len(lines) == 2 and "tuned for 50000 steps" in lines[1], lines
 
 
 def test_pendulum_sac_group_over_grpc(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import math
 import pickle
+import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from orchestrator.loop.health import QuorumLost
 from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
 from orchestrator.running.inproc_client import InprocPeerClient
 from orchestrator.running.launcher import LocalPeers, PeerSpec
+from orchestrator.running.learners import start_lines, write_learner_settings
 from orchestrator.running.preflight import check_local_peers, check_status_port, learner_preset
 from orchestrator.running.progress import LiveView
 from orchestrator.running.recorder import RunRecorder, new_run_dir
@@ -88,38 +90,6 @@ def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) ->
     (run_dir / "peers.json").write_text(json.dumps(table, indent=2))
 
 
-def learner_settings(config: RunConfig) -> dict[str, dict]:
-    """Every value each Python learner started here runs with (paper preset, rl-zoo3 or SB3 defaults,
-    with the run's overrides), by peer id; a pretrained peer names its zip (its settings are in it)."""
-    import dataclasses
-
-    out: dict[str, dict] = {}
-    for i in range(config.peers):
-        if config.command(i) or config.role(i) not in ("learner", "adviser"):
-            continue
-        if config.pretrained_of(i):
-            out[f"peer-{i}"] = {"pretrained": config.pretrained_of(i), "role": config.role(i)}
-            continue
-        values = dataclasses.asdict(learner_preset(config, i))
-        values["learning_rate"] = values["learning_rate"] if isinstance(values["learning_rate"], float) \
-            else repr(values["learning_rate"])  # a schedule: its rl-zoo3 spelling (lin_0.001)
-        out[f"peer-{i}"] = {k: v for k, v in values.items() if v is not None and v != {}}
-    return out
-
-
-def write_learner_settings(run_dir: Path, config: RunConfig) -> None:
-    """learners.toml: the resolved learner settings (config.toml keeps what the user set, so that a
-    resumed run resolves them again the same way)."""
-    from orchestrator.config import to_toml
-
-    settings = learner_settings(config)
-    if settings:
-        (run_dir / "learners.toml").write_text(
-            "# Every learner setting each peer runs with (peer_service/presets.py resolved them: paper preset,\n"
-            "# rl-zoo3 or SB3 defaults, then the run's overrides). Not read back: config.toml is the input.\n"
-            + to_toml(settings))
-
-
 def load_resume_state(run_dir: Path) -> dict:
     path = run_dir / "checkpoints" / "orchestrator.pkl"
     if not path.exists():
@@ -140,7 +110,10 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)
     if addresses is None:
-        write_learner_settings(run_dir, config)
+        settings = write_learner_settings(run_dir, config)
+        if config.progress:  # the terminal's start-up lines, as the status line below (--no-progress: quiet)
+            for line in start_lines(settings, config, run_dir):
+                print(line, file=sys.stderr)
     deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s, hedge_s=config.hedge_after_s)
     loop = asyncio.get_running_loop()
     started = loop.time()

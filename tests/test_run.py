@@ -168,7 +168,8 @@ def test_orchestrate_probe_and_status_against_running_peers(peer_processes: dict
         return await task, format_status(status)  # the text `peerlearn status` prints
 
     summary, status_text = asyncio.run(run_and_watch())
-    assert "dqn" in status_text and "expert" in status_text and "who follows whom" in status_text, status_text
+    assert "dqn (DQN learner)" in status_text and "expert (scripted expert)" in status_text, status_text
+    assert "who follows whom" in status_text and "trust of each peer" in status_text, status_text
     rows = list(csv.DictReader((summary.run_dir / "group.csv").open()))
     assert int(rows[-1]["steps/dqn"]) == 150 and int(rows[-1]["steps/expert"]) == 0  # advisers do not act
 

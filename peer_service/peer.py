@@ -126,8 +126,11 @@ class Peer:
             # values_in_step: a learner values the trust evidence inside Step, after its gradient steps.
             # Not with overlap_training, whose gradient steps come after the reply (the values would
             # have to wait for them, and the overlap would be gone).
+            # checkpoints: without a checkpoint directory (a model served from Python) Save can only
+            # refuse, so the peer says so here and the orchestrator does not ask it.
             capabilities=Capabilities(advises=True, evaluates=self.adviser is None, acts=learns, learns=learns,
-                                      values_in_step=learns and not self.config.overlap_training),
+                                      values_in_step=learns and not self.config.overlap_training,
+                                      checkpoints=learns and bool(self.config.checkpoint_dir)),
             gamma=self.learner.preset.gamma if learns else SCRIPTED_GAMMA,
             warmup_steps=self.learner.preset.learning_starts if learns else 0,
             last_step_id=self.last_step_id, episode_active=self.observation is not None)

@@ -47,6 +47,8 @@ async def arun(config: RunConfig | None = None, /, *, addresses: list[str] | Non
     with `addresses`, peers already serving there (`serve`, `peerlearn peer`, other languages)."""
     from orchestrator.running.run import run_group
 
+    if addresses is not None:  # the group is its addresses (the run records what the peers say they are)
+        settings.setdefault("peers", len(addresses))
     return await run_group(_config(config, settings), addresses)
 
 

@@ -22,6 +22,7 @@ class Capabilities:
     acts: bool = True
     learns: bool = True
     values_in_step: bool = False
+    checkpoints: bool = True  # answers Save/Load (only a learner is asked); on the wire unset = learns
 
 
 @dataclass
@@ -83,7 +84,7 @@ def info_to_proto(info: PeerInfo) -> pb.PeerInfo:
         implementation=info.implementation, env_id=info.env_id,
         observation_space=space_to_proto(info.observation_space), action_space=space_to_proto(info.action_space),
         capabilities=pb.Capabilities(advises=c.advises, evaluates=c.evaluates, acts=c.acts, learns=c.learns,
-                                     values_in_step=c.values_in_step),
+                                     values_in_step=c.values_in_step, checkpoints=c.checkpoints),
         gamma=info.gamma, warmup_steps=info.warmup_steps, last_step_id=info.last_step_id,
         episode_active=info.episode_active)
 
@@ -96,7 +97,8 @@ def info_from_proto(msg: pb.PeerInfo) -> PeerInfo:
         observation_space=space_from_proto(msg.observation_space),
         action_space=space_from_proto(msg.action_space),
         capabilities=Capabilities(advises=c.advises, evaluates=c.evaluates, acts=c.acts, learns=c.learns,
-                                  values_in_step=c.values_in_step),
+                                  values_in_step=c.values_in_step,
+                                  checkpoints=c.checkpoints if c.HasField("checkpoints") else c.learns),
         gamma=msg.gamma, warmup_steps=msg.warmup_steps, last_step_id=msg.last_step_id,
         episode_active=msg.episode_active)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import gymnasium as gym
@@ -47,12 +48,19 @@ def test_served_models_join_a_group_as_learner_and_adviser(tmp_path: Path) -> No
     assert learner_model.num_timesteps == 200 and learner_model._n_updates > 0
     follows = (summary.run_dir / "group.csv").read_text().splitlines()[-1]
     assert follows  # the group ran; who followed whom is in group.csv
-    # Served without a checkpoint directory, the learner refuses the run's final Save: a prompt, proper
-    # answer, so it is noted (the run cannot be resumed) and never counted against the peer's health.
+    # config.toml records the group the peers said they are in the handshake, not RunConfig's defaults
+    # (it said task "room-6", peers 3)
+    recorded = tomllib.loads((summary.run_dir / "config.toml").read_text())
+    assert (recorded["task"], recorded["peers"], recorded["roles"], recorded["algos"]) == (
+        "CartPole-v1", 2, ["learner", "adviser"], ["DQN", "PPO"])
+    # Served without a checkpoint directory, the learner says in its handshake that it keeps no
+    # checkpoints: it is not asked to Save (it refused, and each such peer printed a line about it).
+    peers = json.loads((summary.run_dir / "versions.json").read_text())["peers"]
+    assert [p["capabilities"]["checkpoints"] for p in peers] == [False, False]
     health = (summary.run_dir / "health.csv").read_text()
-    assert "suspect" not in health and "refuses to checkpoint" in health
-    errors = json.loads((summary.run_dir / "summary.json").read_text())["errors"]
-    assert "no checkpoint directory" in " ".join(errors["mine"])
+    assert "suspect" not in health and "refuses to checkpoint" not in health
+    assert json.loads((summary.run_dir / "summary.json").read_text())["errors"] == {}
+    assert not (summary.run_dir / "checkpoints").exists()  # nothing to resume from
 
 
 def test_a_served_env_is_evaluated_with_its_own_wrappers(tmp_path: Path) -> None:
@@ -93,3 +101,4 @@ def test_a_group_that_cannot_run_is_refused_in_one_line(tmp_path: Path) -> None:
             run(addresses=[a.address, b.address], steps=10, progress=False, status_port=-1, out=str(tmp_path))
         with pytest.raises(UserError, match=r"handshake with the peer at 127\.0\.0\.1:1 failed: UNAVAILABLE"):
             run(addresses=[a.address, "127.0.0.1:1"], steps=10, progress=False, status_port=-1, out=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # refused before the run folder is made

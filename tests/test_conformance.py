@@ -49,6 +49,22 @@ def test_kit_works_on_a_used_peer(peer_processes: dict[str, str]) -> None:
     assert "2 passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-4000:]
 
 
+def test_a_learner_without_checkpoints_says_so_and_passes() -> None:
+    """A model served from Python without a checkpoint directory says capabilities.checkpoints = false
+    in its handshake (the orchestrator then never asks it to Save); the kit holds it to that: Save
+    refuses with FAILED_PRECONDITION, and the rest of the lifecycle passes."""
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+
+    from peerlearn.api import serve
+
+    env = gym.make("CartPole-v1")
+    with serve(DQN("MlpPolicy", env, policy_kwargs={"net_arch": [8]}), env, peer_id="served", total_steps=100) as p:
+        proc = run_kit(p.address, "-k", "capabilities or save_and_load", "-rs")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "capabilities.checkpoints is false and Save refuses" in proc.stdout, proc.stdout[-4000:]
+
+
 class BrokenAdviser(peer_pb2_grpc.PeerServiceServicer):
     """Room-6 adviser with two bugs: every Suggest answers one action, and bad input is accepted.
     No health service. Every other call falls to the generated base class (UNIMPLEMENTED)."""

@@ -415,8 +415,9 @@ class Group:
                 return (await m.client.save(m.step_id))[1]
             except PeerCallError as err:
                 if err.code == "FAILED_PRECONDITION":
-                    # A prompt, well-formed refusal (a peer served without a checkpoint directory, say):
-                    # the peer is healthy, the run just has no complete checkpoint to resume from.
+                    # A prompt, well-formed refusal (a peer without a checkpoint directory that did not
+                    # say so in its handshake, say): the peer is healthy, the run just has no complete
+                    # checkpoint to resume from.
                     if m.name not in self.cannot_save:
                         self.cannot_save.add(m.name)
                         m.errors.append(f"step {self.t}: Save: {err}")
@@ -427,7 +428,10 @@ class Group:
                 return None
 
         learners = [m for m in self.members if m.info.capabilities.learns]
-        tags = await asyncio.gather(*(save(m) for m in learners if self.health.usable(m.index)))
+        # A learner that said in its handshake that it keeps no checkpoints is not asked; the set is then
+        # incomplete, so the orchestrator's own state is not written either (nothing to resume from).
+        tags = await asyncio.gather(*(save(m) for m in learners
+                                      if self.health.usable(m.index) and m.info.capabilities.checkpoints))
         if len(tags) != len(learners) or None in tags:
             return False
         if self.recorder is not None:

@@ -17,6 +17,7 @@ from orchestrator.loop.client import PeerClient
 from orchestrator.loop.group import Group
 from orchestrator.loop.health import QuorumLost
 from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
+from orchestrator.running.handshake import described_by_peers
 from orchestrator.running.inproc_client import InprocPeerClient
 from orchestrator.running.launcher import LocalPeers, PeerSpec
 from orchestrator.running.learners import start_lines, write_learner_settings
@@ -83,6 +84,15 @@ def client_security(config: RunConfig, index: int) -> ClientSecurity:
                           tls_key=config.tls_key or None, token=token, allow_insecure=config.allow_insecure)
 
 
+def grpc_clients(config: RunConfig, addresses: list[str], expected: list[str | None]) -> list[PeerClient]:
+    """A client per peer address, with the run's deadlines, security and channel options; `expected`:
+    the peer id each must answer with (None: any)."""
+    deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s, hedge_s=config.hedge_after_s)
+    options = channel_options(config.keepalive_s, config.keepalive_timeout_s, config.max_reconnect_backoff_s)
+    return [GrpcPeerClient(a, deadlines, client_security(config, i), expected_peer_id=e, options=options)
+            for i, (a, e) in enumerate(zip(addresses, expected, strict=True))]
+
+
 def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) -> None:
     """peers.json: address and current PID of every local peer (for users and fault tests)."""
     table = [{"peer_id": s.peer_id, "address": a, "pid": p.pid, "restarts": r}
@@ -106,6 +116,8 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
     else:
         config.validate()
     check_status_port(config)  # before any peer starts and any run folder is made
+    if addresses is not None and resume_dir is None:  # config.toml records the peers, not the defaults
+        config = await described_by_peers(config, grpc_clients(config, addresses, [None] * len(addresses)))
     resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
     recorder = RunRecorder(run_dir, config)
@@ -114,7 +126,6 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
         if config.progress:  # the terminal's start-up lines, as the status line below (--no-progress: quiet)
             for line in start_lines(settings, config, run_dir):
                 print(line, file=sys.stderr)
-    deadlines = Deadlines(read_s=config.rpc_timeout_s, step_s=config.step_timeout_s, hedge_s=config.hedge_after_s)
     loop = asyncio.get_running_loop()
     started = loop.time()
     status = StatusServicer(run_dir.name, config.steps)
@@ -139,9 +150,7 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
                     supervisor = asyncio.create_task(local.supervise(config.restart_peers, restarted))
                     stack.callback(supervisor.cancel)
                 expected = [s.peer_id for s in specs]
-            options = channel_options(config.keepalive_s, config.keepalive_timeout_s, config.max_reconnect_backoff_s)
-            clients = [GrpcPeerClient(a, deadlines, client_security(config, i), expected_peer_id=e, options=options)
-                       for i, (a, e) in enumerate(zip(addresses, expected, strict=True))]
+            clients = grpc_clients(config, addresses, expected)
         for c in clients:
             stack.push_async_callback(c.close)
 

@@ -133,6 +133,8 @@ class PeerUnderTest:
             caps.learns,
         )
         self.values_in_step = caps.values_in_step
+        # unset: as learns (peers written before the field); false: Save and Load refuse
+        self.checkpoints = caps.checkpoints if caps.HasField("checkpoints") else caps.learns
         self.obs_space: Space | None = None
         self.act_space: Space | None = None
         try:

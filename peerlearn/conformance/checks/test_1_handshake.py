@@ -71,6 +71,9 @@ def test_capabilities_coherent(peer: PeerUnderTest) -> None:
     )
     if not caps.acts:
         assert not peer.info.episode_active, "GetInfo.episode_active is true on a peer that does not act"
+    assert not (caps.HasField("checkpoints") and caps.checkpoints) or caps.learns, (
+        "capabilities: checkpoints=true needs learns=true (only a learner has a state to Save)"
+    )
 
 
 # ====================================================================== health and reflection

@@ -94,6 +94,14 @@ def test_save_and_load(peer: PeerUnderTest) -> None:
         reset_peer(peer)
         info = peer.get_info()
     last = info.last_step_id
+    if not peer.checkpoints:
+        details = peer.expect(
+            "Save",
+            pb.SaveRequest(step_id=last),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "Save on a peer whose capabilities.checkpoints is false",
+        )
+        pytest.skip(f"capabilities.checkpoints is false and Save refuses ({details}); Load not checked")
     peer.expect(
         "Save",
         pb.SaveRequest(step_id=last + 1),

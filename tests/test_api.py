@@ -102,3 +102,25 @@ def test_a_group_that_cannot_run_is_refused_in_one_line(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=r"handshake with the peer at 127\.0\.0\.1:1 failed: UNAVAILABLE"):
             run(addresses=[a.address, "127.0.0.1:1"], steps=10, progress=False, status_port=-1, out=str(tmp_path))
     assert list(tmp_path.iterdir()) == []  # refused before the run folder is made
+
+
+def test_a_groups_record_in_the_words_of_its_settings() -> None:
+    """What config.toml records of peers given as addresses: the task's short name where it has one,
+    each peer's role (scripted advisers by their role) and algorithm ("" for another implementation)."""
+    import gymnasium as gym
+
+    from orchestrator.running.handshake import described
+    from peerlearn.messages import Capabilities, PeerInfo
+
+    def info(implementation: str, learns: bool) -> PeerInfo:
+        return PeerInfo("peerlearn.v1", implementation, "x", implementation, "peerlearn/Room-6-v0",
+                        gym.spaces.Box(0, 1, (4,)), gym.spaces.Discrete(4),
+                        Capabilities(acts=learns, learns=learns, checkpoints=learns))
+
+    peers = [info("sb3.DQN", True), info("tabular-q", True), info("scripted-adversary", False),
+             info("sb3.PPO.frozen", False), info("lookup-table", False)]
+    config = described(RunConfig(steps=7), peers)
+    assert (config.task, config.peers, config.steps) == ("room-6", 5, 7)
+    assert config.roles == ["learner", "learner", "adversary", "adviser", "adviser"]
+    assert config.algos == ["DQN", "", "", "PPO", ""]
+    config.validate()

@@ -40,6 +40,11 @@ class RunStopped(RuntimeError):
     written; reported in one line, exit 1."""
 
 
+class RunInterrupted(RunStopped):
+    """A run stopped by Ctrl-C or SIGTERM: reported in one line that says how to continue it, exit 130
+    (128 + SIGINT, as a shell reports a command that Ctrl-C ended)."""
+
+
 def at_least(low: float) -> Callable[[float], bool]:
     return lambda v: math.isfinite(v) and v >= low
 

@@ -8,6 +8,7 @@ import json
 import math
 import pickle
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from orchestrator.loop.health import QuorumLost
 from orchestrator.running.grpc_client import Deadlines, GrpcPeerClient
 from orchestrator.running.handshake import described_by_peers
 from orchestrator.running.inproc_client import InprocPeerClient
+from orchestrator.running.interrupt import Interrupt, StopRequested, last_checkpoint_step
 from orchestrator.running.launcher import LocalPeers, PeerSpec
 from orchestrator.running.learners import start_lines, write_learner_settings
 from orchestrator.running.preflight import check_local_peers, check_status_port, learner_preset
@@ -101,6 +103,10 @@ def write_peer_table(run_dir: Path, specs: list[PeerSpec], local: LocalPeers) ->
 
 
 def load_resume_state(run_dir: Path) -> dict:
+    finished = run_dir / "summary.json"
+    if finished.exists():  # refused before anything is written: its results stay as they are
+        raise UserError(f"resume: {run_dir} is a finished run (it has a summary.json), so there is nothing to "
+                        "resume; nothing was changed")
     path = run_dir / "checkpoints" / "orchestrator.pkl"
     if not path.exists():
         raise UserError(f"resume: expected a run folder with checkpoints/orchestrator.pkl, got {run_dir}: the run "
@@ -109,8 +115,28 @@ def load_resume_state(run_dir: Path) -> dict:
 
 
 async def run_group(config: RunConfig, addresses: list[str] | None = None,
-                    resume_dir: Path | None = None) -> RunSummary:
-    """Run a group; with `resume_dir`, continue that run from its last checkpoint."""
+                    resume_dir: Path | None = None, handle_signals: bool = False) -> RunSummary:
+    """Run a group; with `resume_dir`, continue that run from its last checkpoint. With
+    `handle_signals` (the CLI), Ctrl-C and SIGTERM stop it at a step boundary with a checkpoint and
+    raise RunInterrupted (orchestrator/running/interrupt.py)."""
+    if not handle_signals:
+        return await _run_group(config, addresses, resume_dir, None)
+    task = asyncio.current_task()
+    assert task is not None
+    interrupt = Interrupt(task, addresses)
+    with interrupt.installed():
+        try:
+            return await _run_group(config, addresses, resume_dir, interrupt)
+        except asyncio.CancelledError:
+            if not interrupt.requested:
+                raise
+            raise interrupt.stopped_at_once() from None
+
+
+async def _run_group(config: RunConfig, addresses: list[str] | None, resume_dir: Path | None,
+                     interrupt: Interrupt | None) -> RunSummary:
+    # First, so that a finished run is refused before anything below prints or writes.
+    resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     if addresses is None:
         check_local_peers(config)  # the peers start here: ask their code about the settings first
     else:
@@ -118,8 +144,12 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
     check_status_port(config)  # before any peer starts and any run folder is made
     if addresses is not None and resume_dir is None:  # config.toml records the peers, not the defaults
         config = await described_by_peers(config, grpc_clients(config, addresses, [None] * len(addresses)))
-    resume_state = load_resume_state(Path(resume_dir)) if resume_dir is not None else None
     run_dir = Path(resume_dir) if resume_dir is not None else new_run_dir(config)
+    if resume_state is not None:
+        print(f"peerlearn: resuming {run_dir} from group step {resume_state['t']} (its last checkpoint), "
+              f"to {config.steps}", file=sys.stderr, flush=True)
+    if interrupt is not None:
+        interrupt.run_dir = run_dir
     recorder = RunRecorder(run_dir, config)
     if addresses is None:
         settings = write_learner_settings(run_dir, config)
@@ -166,7 +196,8 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
             (run_dir / "status_address").write_text(status_address + "\n")
 
         group: Group | None = None
-        stopped = ""  # why the run stopped before its budget (QuorumLost), if it did
+        stopped = ""  # why the run stopped before its budget (QuorumLost, "interrupted"), if it did
+        saved = False  # interrupted: whether every peer and the orchestrator checkpointed where it stopped
         try:  # from here on, whatever happens (Ctrl-C during start-up included), results are closed
             group = await Group.connect(clients, config, recorder)
             status.group = group
@@ -179,13 +210,21 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
             if config.progress and status_address:
                 view.console.print(f"status: peerlearn status {status_address}    results: {run_dir}")
             with view:
+                if interrupt is not None:  # from here a first Ctrl-C ends the current step and checkpoints
+                    interrupt.stepping = True
+                    interrupt.say = lambda line: view.console.print(line, markup=False, highlight=False, soft_wrap=True)
                 try:
-                    await group.run(config.steps, on_step=view.update)
+                    await group.run(config.steps, on_step=_on_step(view, interrupt, config.steps))
                 except QuorumLost as err:  # the results so far are written below, then the run says why
                     stopped = str(err)
+                except StopRequested:
+                    stopped = "interrupted"
                 view.update(group, force=True)
             if not stopped:
                 await group.checkpoint()
+            elif stopped == "interrupted":
+                # the loop's own checkpoint_every may have saved this step: a second Save only rewrites buffers
+                saved = last_checkpoint_step(run_dir) == group.t or await group.checkpoint()
         finally:
             status.finished = True
             plots = recorder.close(group)
@@ -204,6 +243,19 @@ async def run_group(config: RunConfig, addresses: list[str] | None = None,
              "invalid_replies": {m.name: m.invalid_replies for m in group.members if m.invalid_replies},
              "errors": {m.name: m.errors for m in group.members if m.errors},
              **({"stopped": stopped} if stopped else {})}, indent=2))
+        if interrupt is not None and stopped == "interrupted":
+            raise interrupt.stopped_at_boundary(group.t, saved)
         if stopped:
             raise RunStopped(f"stopped at group step {group.t}: {stopped}; the results so far are in {run_dir}")
         return summary
+
+
+def _on_step(view: LiveView, interrupt: Interrupt | None, steps: int) -> Callable[[Group], None]:
+    """After each group step (its evaluation and periodic checkpoint done): the live view, then a
+    requested stop, which ends the loop at this boundary."""
+    def on_step(group: Group) -> None:
+        view.update(group)
+        if interrupt is not None:
+            interrupt.stop_if_requested(group.t, steps)
+
+    return on_step

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 
-from peerlearn.settings import ENV_PREFIX, Parser, RunStopped, UserError, unknown_variables
+from peerlearn.settings import ENV_PREFIX, Parser, RunInterrupted, RunStopped, UserError, unknown_variables
 
 DEFAULT_HELP = ("With no options, `peerlearn run` trains 3 DQN peers on Room-6 for 6,000 steps each over gRPC "
                 "(about 1-2 minutes on 2 cores); each peer reaches the exact optimum (47.10).")
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     if config.transport == "grpc":
         _report_peer_environment()
-    _print_summary(asyncio.run(run_group(config, resume_dir=args.resume)))
+    _print_summary(asyncio.run(run_group(config, resume_dir=args.resume, handle_signals=True)))
     return 0
 
 
@@ -126,7 +126,7 @@ def cmd_orchestrate(args: argparse.Namespace) -> int:
     addresses = [a.strip() for a in args.peers.split(",") if a.strip()]
     args.peers = len(addresses)  # _config copies it to RunConfig.peers (an int) before validating
     config = _config(args)
-    _print_summary(asyncio.run(run_group(config, addresses, resume_dir=args.resume)))
+    _print_summary(asyncio.run(run_group(config, addresses, resume_dir=args.resume, handle_signals=True)))
     return 0
 
 
@@ -425,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM ends a run like Ctrl-C: the launcher's cleanup stops every peer it started. Both go
         # through SIGINT, so it must be live: a run started in the background by a script (`cmd &`
         # in a non-interactive shell) inherits SIGINT ignored, and then never stopped on SIGTERM.
+        # While the group runs, the loop's own handlers take both (orchestrator/running/interrupt.py).
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -437,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"peerlearn {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:  # Ctrl-C or SIGTERM: where it stopped and the command that continues it
+        print(f"peerlearn {args.command}: {err}", file=sys.stderr)
+        return 130
     except RunStopped as err:
         if args.debug:
             raise

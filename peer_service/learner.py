@@ -313,6 +313,17 @@ class SB3Learner:
         rng = {"numpy": np.random.get_state(), "torch": th.get_rng_state(), "random": random.getstate(),
                "action_space": self.model.action_space.np_random.bit_generator.state}
         (directory / "learner_rng.pkl").write_bytes(pickle.dumps(rng))
+        (directory / "learner_state.pkl").write_bytes(pickle.dumps(self._window_state()))
+
+    def _window_state(self) -> dict[str, Any]:
+        """What model.save() leaves out and the next steps depend on: whether a new gSDE noise matrix is
+        due, the current one (an attribute of the distribution, not a parameter), and the action noise
+        (TD3/DDPG's Ornstein-Uhlenbeck noise keeps its last value)."""
+        dist = getattr(getattr(self.model, "actor", None), "action_dist", None)
+        matrices = {name: getattr(dist, name).clone() for name in ("exploration_mat", "exploration_matrices")
+                    if dist is not None and isinstance(getattr(dist, name, None), th.Tensor)}
+        return {"noise_due": self._noise_due, "exploration": matrices,
+                "action_noise": getattr(self.model, "action_noise", None)}
 
     def load(self, directory: Path, env: gym.Env) -> None:
         cls = self.algorithm.load()
@@ -330,3 +341,12 @@ class SB3Learner:
         self.model.action_space.np_random.bit_generator.state = rng["action_space"]
         self._noise_due = True
         self.training_due = False
+        window = directory / "learner_state.pkl"
+        if window.exists():  # checkpoints written before it was kept start a fresh gSDE window
+            state = pickle.loads(window.read_bytes())
+            self._noise_due = state["noise_due"]
+            dist = getattr(getattr(self.model, "actor", None), "action_dist", None)
+            for name, value in state["exploration"].items():
+                setattr(dist, name, value)
+            if state["action_noise"] is not None:
+                self.model.action_noise = state["action_noise"]

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 import peerlearn
+from peer_service import env_state
 from peer_service.attacks import Attack, parse_attack
 from peer_service.config import PeerConfig
 from peer_service.envs import check_spaces, evaluation_copy, make_env, resolve_env_id, room_critic, unwrap_room
@@ -292,6 +293,12 @@ class Peer:
         (directory / "peer.json").write_text(json.dumps(state))
         rng = {"env": self.env.unwrapped.np_random.bit_generator.state}
         (directory / "peer_rng.pkl").write_bytes(pickle.dumps(rng))
+        # The episode in progress and both envs' full state: a resumed run continues this episode
+        # where it stands, so it is the run never interrupted (docs/robustness.md, "Exact resume").
+        episode = {"env": env_state.capture(self.env), "eval_env": env_state.capture(self.eval_env),
+                   "observation": self.observation, "episode_return": self.episode_return,
+                   "episode_length": self.episode_length, "eval_seeded": self._eval_seeded}
+        (directory / "episode.pkl").write_bytes(pickle.dumps(episode))
         (self._checkpoint_root() / "latest").write_text(tag)
         prune_checkpoints(self._checkpoint_root(), tag, self.config.keep_checkpoints)
         return str(directory), tag
@@ -314,7 +321,17 @@ class Peer:
         self.env.unwrapped.np_random.bit_generator.state = pickle.loads(
             (directory / "peer_rng.pkl").read_bytes())["env"]
         self.last_step_id = int(state["last_step_id"])
-        self.observation, self._last_reply = None, None  # a restored peer starts with Reset
+        self.observation, self._last_reply = None, None
+        episode_file = directory / "episode.pkl"
+        if episode_file.exists():
+            # The episode continues where the checkpoint left it (GetInfo says episode_active); a
+            # checkpoint written before these were kept starts with Reset, as before.
+            episode = pickle.loads(episode_file.read_bytes())
+            env_state.restore(self.env, episode["env"])
+            env_state.restore(self.eval_env, episode["eval_env"])
+            self.observation = episode["observation"]
+            self.episode_return, self.episode_length = episode["episode_return"], episode["episode_length"]
+            self._eval_seeded = episode["eval_seeded"]
         return tag, self.last_step_id
 
     # ------------------------------------------------------------------ deferred training

@@ -163,9 +163,28 @@ def test_sigstop_keeps_every_group_step_within_the_deadline(tmp_path: Path) -> N
     assert figures["victim_steps_after"] == 50  # it acts again
 
 
+def without_clock(path: Path) -> list[str]:
+    """A result file's rows without its wall-clock columns (time, steps per second), which no rerun repeats."""
+    rows = path.read_text().splitlines()
+    header = rows[0].split(",")
+    keep = [k for k, name in enumerate(header) if name not in ("time", "sps")]
+    return [",".join(row.split(",")[k] for k in keep) for row in rows]
+
+
+def assert_same_run(full: Path, resumed: Path) -> None:
+    """Every evaluation, group.csv row and decision of the resumed run is the uninterrupted run's."""
+    evaluations = [str(p.relative_to(full)) for p in sorted(full.glob("peers/*/evaluations.csv"))]
+    files = ["group.csv", "decisions.csv", *evaluations]
+    for name in files:
+        assert without_clock(resumed / name) == without_clock(full / name), f"{name} differs after the resume"
+
+
 def test_kill9_of_the_run_then_resume_continues_exactly(tmp_path: Path) -> None:
+    """Over gRPC on Room-6: killed mid-episode and mid-follow (step 340, checkpoint at 300), resumed, the run
+    is the run never interrupted, row for row (docs/robustness.md, "Exact resume")."""
     config = write_config(tmp_path / "c.toml", peers=2, steps=600, checkpoint_every=100, eval_every=200,
                           log_every=50)
+    full = start_run(tmp_path, "full", config)
     proc = start_run(tmp_path, "res", config)
     run_dir = tmp_path / "res"
     try:
@@ -196,9 +215,10 @@ def test_kill9_of_the_run_then_resume_continues_exactly(tmp_path: Path) -> None:
     steps = [int(r["group_step"]) for r in rows]
     assert steps == list(range(50, 601, 50)), steps  # no duplicated or missing rows
     row300 = rows[steps.index(300)]
-    for m in state["members"]:
+    trust = state["reputations"]["trust"]
+    for i, m in enumerate(state["members"]):
         for j, other in enumerate(state["members"]):
-            assert float(row300[f"trust/{m['name']}/{other['name']}"]) == pytest.approx(m["trust"][j], rel=1e-5)
+            assert float(row300[f"trust/{m['name']}/{other['name']}"]) == pytest.approx(trust[i][j], rel=1e-5)
     assert int(rows[-1]["steps/peer-0"]) == 600  # the step counters continued from the checkpoint
     evals = [int(r["step"]) for r in csv.DictReader((run_dir / "peers/peer-0/evaluations.csv").open())]
     assert evals == [0, 200, 400, 600]
@@ -206,4 +226,29 @@ def test_kill9_of_the_run_then_resume_continues_exactly(tmp_path: Path) -> None:
     assert summary["group_steps"] == 600
     trust_after = np.array([float(rows[-1][f"trust/peer-0/{n}"]) for n in ("peer-0", "peer-1")])
     print(f"\nresume: checkpoint at step {state['t']}, continued to 600; rows {steps}; trust of peer-0 "
-          f"{np.round(state['members'][0]['trust'], 3)} -> {np.round(trust_after, 3)}")
+          f"{np.round(trust[0], 3)} -> {np.round(trust_after, 3)}")
+    assert full.wait(timeout=300) == 0
+    assert_same_run(tmp_path / "full", run_dir)
+
+
+def test_kill9_of_a_mujoco_run_then_resume_is_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Hopper (SAC with gSDE, in one process): MuJoCo's integration state, the episode in progress, the gSDE
+    noise matrix and every RNG belong to the checkpoint, so the resumed run repeats the uninterrupted one."""
+    pytest.importorskip("mujoco")
+    config = write_config(tmp_path / "c.toml", task="hopper", peers=2, steps=240, checkpoint_every=80, eval_every=120,
+                          eval_episodes=1, log_every=40, transport="inproc", learner={"learning_starts": 40})
+    full = start_run(tmp_path, "full", config)
+    proc = start_run(tmp_path, "res", config)
+    run_dir = tmp_path / "res"
+    try:
+        wait_for_step(run_dir, 130, proc)  # a checkpoint at 80, killed mid-window of train_freq and mid-follow
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    resumed = subprocess.run([sys.executable, "-m", "peerlearn.cli", "run", "--resume", str(run_dir), "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert full.wait(timeout=300) == 0
+    assert_same_run(tmp_path / "full", run_dir)

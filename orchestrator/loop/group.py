@@ -444,12 +444,18 @@ class Group:
                 "members": [{"name": m.name, "tag": tags.get(m.index), "step_id": m.step_id, "steps": m.steps,
                              "follow_counts": m.follow_counts.copy(),
                              "last_eval_return": m.last_eval_return,
+                             # the episode in progress and the follow state: an exact resume continues both
+                             "obs": None if m.obs is None else m.obs.copy(), "following": m.following,
+                             "redecide": m.redecide, "last_episode_return": m.last_episode_return,
                              "buffer": m.buffer.state() if m.buffer is not None else None}
                             for m in self.members]}
 
     async def restore(self, state: dict[str, Any]) -> None:
-        """Continue from an orchestrator checkpoint: peers load their checkpoint of that step and
-        start a fresh episode; trust, agent values, buffers, counters and the RNG continue."""
+        """Continue from an orchestrator checkpoint: peers load their checkpoint of that step; trust,
+        agent values, buffers, counters, the follow state and the RNG continue. A peer whose checkpoint
+        keeps its episode (GetInfo says it is active at that step) continues it, so the run goes on as
+        if never interrupted; another (a peer of another language, an older checkpoint) starts a fresh
+        episode (docs/robustness.md, "Exact resume")."""
         names = [m.name for m in self.members]
         if [s["name"] for s in state["members"]] != names:
             raise GroupError(f"checkpoint is of peers {[s['name'] for s in state['members']]}, group has {names}")
@@ -459,7 +465,14 @@ class Group:
                 _, step_id = await m.client.load(saved["tag"])
                 if step_id != saved["step_id"]:
                     raise GroupError(f"{m.name} restored step {step_id}, the orchestrator expected {saved['step_id']}")
-            if m.acts:
+            if not m.acts:
+                return
+            info = await m.client.get_info() if saved.get("obs") is not None else None
+            if info is not None and info.episode_active and info.last_step_id == saved["step_id"]:
+                m.obs, m.step_id = np.asarray(saved["obs"]).copy(), int(saved["step_id"])
+                m.following, m.redecide = int(saved["following"]), bool(saved["redecide"])
+                m.last_episode_return = float(saved["last_episode_return"])
+            else:
                 m.obs, m.step_id = await m.client.reset(None)
 
         await asyncio.gather(*(load(m, saved) for m, saved in zip(self.members, state["members"], strict=True)))

@@ -85,6 +85,10 @@ class RunRecorder:
         if resume:
             self.started = time.time() - float(resume["elapsed_s"])
             self._purge = {"group": int(resume["t"])} | {m["name"]: int(m["steps"]) for m in resume["members"]}
+            # The selection probabilities of decisions since the last group.csv row (a checkpoint step
+            # that is not a log step): the next row averages them as the uninterrupted run would.
+            self._prob_sums = {int(k): np.asarray(v).copy() for k, v in resume.get("prob_sums", {}).items()}
+            self._decisions = {int(k): int(v) for k, v in resume.get("decisions", {}).items()}
         else:
             info = {"seed": self.config.seed, "versions": versions(),
                     "peers": [{"peer_id": m.name, "address": m.client.address, "language": m.info.language,
@@ -129,6 +133,7 @@ class RunRecorder:
         for f in self._files.values():
             f.flush()
         state = {**state, "elapsed_s": time.time() - self.started,
+                 "prob_sums": {k: v.copy() for k, v in self._prob_sums.items()}, "decisions": dict(self._decisions),
                  "files": {str(Path(f.name).relative_to(self.run_dir)): Path(f.name).stat().st_size
                            for f in self._files.values()}}
         target = self.run_dir / "checkpoints" / "orchestrator.pkl"

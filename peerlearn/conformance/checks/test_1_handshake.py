@@ -163,7 +163,8 @@ def test_step_before_reset_is_failed_precondition(peer: PeerUnderTest) -> None:
             pytest.skip(
                 "the peer already has an active episode and cannot Load: Step before Reset is not testable"
             )
-        # A used peer: Save and Load put it back into CREATED (docs/protocol.md, state machine).
+        # A used peer: Save and Load put it back into CREATED, unless its checkpoints keep the episode
+        # (exact resume; docs/protocol.md, state machine).
         tag = f"conformance-pre-{os.getpid()}"
         try:
             peer.stub.Save(pb.SaveRequest(step_id=info.last_step_id, tag=tag), timeout=peer.timeout)
@@ -174,9 +175,9 @@ def test_step_before_reset_is_failed_precondition(peer: PeerUnderTest) -> None:
             )
         peer.call("Load", pb.LoadRequest(tag=tag), f"Load(tag={tag!r}) right after Save")
         info = peer.get_info()
-        assert not info.episode_active, (
-            "GetInfo.episode_active is still true after Load (Load needs a new Reset)"
-        )
+        if info.episode_active:
+            pytest.skip("the peer's checkpoints keep the episode in progress (exact resume), so a used peer stays "
+                        "in an episode after Load: Step before Reset is not testable on it")
     details = peer.expect(
         "Step",
         pb.StepRequest(step_id=info.last_step_id + 1),

@@ -617,9 +617,10 @@ FOOTER = """## What is not here, and why
   10. Grids planned with 3 were raised to 5 because 3 runs against 3 cannot reach p < 0.05 with the
   exact test; Pendulum-v1 was raised after its first 3 seeds had run (both readings are shown).
   Undecided verdicts may turn with more runs; the grids can be extended by adding seeds to their files.
-- **Determinism.** A run seed fixes every peer's env and learner seeds (`seed * 1000 + i`); a run
-  continued from a checkpoint starts a fresh episode there, so it is not bit-identical to an
-  uninterrupted run with the same seed (its `summary.json` and logs say when it was continued).
+- **Determinism.** A run seed fixes every peer's env and learner seeds (`seed * 1000 + i`). Since
+  December 2026 a run continued from a checkpoint is the uninterrupted run (docs/robustness.md,
+  "Exact resume"); a run of the earlier grids that was continued started a fresh episode there, so it
+  is not bit-identical to an uninterrupted run with the same seed.
 """
 
 

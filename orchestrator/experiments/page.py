@@ -190,6 +190,25 @@ EXPERIMENTS = [
         onset=("expert", 0.5, True, "above 1/2"),
     ),
     Experiment(
+        key="room21-lone-learner-30k",
+        example_run="room-21-sole-s0",
+        title="A lone learner beside an expert: the self-vote fix, 30,000 env steps per peer",
+        label="Room-21, a lone learner beside an expert, 30k",
+        intro=(
+            "One DQN learner and the scripted expert. The expert casts no agent-value votes, so with "
+            "peerlearn's median rule before December 2026 nobody voted on the learner and its agent value kept "
+            "its start of 200 (`never`); `sole` counts the learner's own evidence (the default now); `mean` is "
+            "the paper's pooled mean; `random` is random advice. The claims were declared in the grid file "
+            "before any run."
+        ),
+        commands=["peerlearn sweep --grid configs/experiments/room21-lone-learner-30k.toml --jobs 2 --nice 10"],
+        folders=["results/room21-lone-learner-30k/runs"],
+        expected=grid_runs("configs/experiments/room21-lone-learner-30k.toml"),
+        order=["sole", "never", "mean", "random"],
+        grid="configs/experiments/room21-lone-learner-30k.toml",
+        onset=("expert", 0.5, True, "above 1/2"),
+    ),
+    Experiment(
         key="room21-group-size-30k",
         example_run="room-21-N4-s0",
         title="Group size on Room-21: N = 2, 4, 8 at 30,000 env steps per peer",
@@ -531,7 +550,7 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
                  f"column is the end of the first window from which the share stays {label}:\n\n"
                  + choice.share_onset(load(ex, windows=30), role, threshold, above, label))
     if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k", "hopper-20k",
-                  "room21-choice-adversary-60k", "room21-expert-30k"):
+                  "room21-choice-adversary-60k", "room21-expert-30k", "room21-lone-learner-30k"):
         text += selection_over_time(runs, ex, leans)
     if ex.example_run:
         text += choice.one_run([ROOT / f for f in ex.folders if (ROOT / f).exists()], ex.example_run, out,

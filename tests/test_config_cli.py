@@ -1,7 +1,7 @@
 """The configuration layer as a user meets it (issue 18): one-line errors with exit code 2, every
 setting reachable as a flag, a TOML key and a PEERLEARN_* variable, a parent's environment that
 never changes what a started peer does, a fast --help, the sdist's .proto files and the checkpoint
-layout on disk."""
+layout on disk, and `peerlearn bench` outside a checkout."""
 
 from __future__ import annotations
 
@@ -220,6 +220,29 @@ def test_sdist_carries_the_proto_files(tmp_path: Path) -> None:
     protos = {str(p.relative_to(ROOT)) for p in (ROOT / "proto").rglob("*.proto")}
     assert protos and protos <= names, sorted(protos - names)
     assert "setup.py" in names and "peerlearn/conformance/checks/__init__.py" in names
+
+
+def test_only_the_three_packages_are_installed() -> None:
+    """benchmarks/ is the checkout's: pyproject.toml's package list, as setuptools applies it (a stale
+    peerlearn.egg-info/SOURCES.txt can still add files to an sdist built in a work tree; a wheel never)."""
+    from setuptools import find_namespace_packages  # pyproject.toml's find: namespaces = true by default
+
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = find_namespace_packages(str(ROOT), include=find["include"])
+    assert {name.split(".")[0] for name in found} == {"peerlearn", "orchestrator", "peer_service"}, found
+    assert "peerlearn.conformance.checks" in found and "orchestrator.loop" in found
+
+
+def test_bench_outside_a_checkout_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install from a wheel has no benchmarks/: `peerlearn bench` says so instead of a traceback."""
+    import peerlearn.cli
+
+    monkeypatch.setattr(peerlearn.cli, "CHECKOUT", tmp_path)  # a "checkout" without benchmarks/
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "benchmarks", None)  # not importable from the path either
+    assert "not installed" in _error(capsys, ["bench", "overhead"])
 
 
 def test_checkpoints_keep_the_replay_buffer_only_in_the_two_newest(tmp_path: Path) -> None:

@@ -140,9 +140,11 @@ class RunConfig:
     """Whom a deciding peer follows: softmax (the paper's: critic + trust + agent values, softmax) or
     thompson (peerlearn's: Thompson sampling over the candidates on the asker's own advantage evidence;
     docs/algorithm.md, "Whom to follow")."""
-    thompson_discount: float = 0.99
-    """Per step, the weight each asker's past evidence keeps under adviser_choice = thompson (0.99: a
-    peer not followed for ~500 steps is uncertain again and is tried again)."""
+    thompson_discount: float = 0.999
+    """Per step, the weight each asker's past evidence keeps under adviser_choice = thompson. 0.999 gives
+    the statistics the memory of the evidence itself (1 - 1/suggestion_buffer: the evidence is drawn
+    from the last 1,000 transitions); a peer not followed for a few thousand steps is uncertain again
+    and is tried again."""
     thompson_own_share: float = -1.0
     """Under adviser_choice = thompson, the share of decisions on which a peer acts on its own policy
     whatever the posterior says; -1 = random advice's own share, 1 / (candidates). Keeps the own-policy

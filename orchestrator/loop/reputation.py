@@ -204,13 +204,15 @@ class Reputations:
     def state(self) -> dict[str, Any]:
         return {"trust": self.trust.copy(), "agent_values": self.agent_values.copy(),
                 "av_evidence": self.av_evidence.copy(),
-                "thompson": np.stack([self.ts_weight, self.ts_sum, self.ts_squares])}
+                "thompson": np.stack([self.ts_weight, self.ts_sum, self.ts_squares]), "floor": self.floor.copy()}
 
     def restore(self, state: dict[str, Any]) -> None:
         self.trust = np.asarray(state["trust"], dtype=np.float64).copy()
         self.agent_values = np.asarray(state["agent_values"], dtype=np.float64).copy()
         if "av_evidence" in state:
             self.av_evidence = np.asarray(state["av_evidence"], dtype=np.float64).copy()
+        if "floor" in state:
+            self.floor = np.asarray(state["floor"], dtype=np.float64).copy()
         if "thompson" in state:
             self.ts_weight, self.ts_sum, self.ts_squares = (np.asarray(a, dtype=np.float64).copy()
                                                             for a in state["thompson"])

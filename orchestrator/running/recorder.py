@@ -20,6 +20,7 @@ import csv
 import json
 import pickle
 import platform
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from orchestrator.config import RunConfig, to_toml
+from orchestrator.running.spool import DISK_FULL, SpoolFile
 from peerlearn.messages import EvalResult, StepResult
 from peerlearn.settings import task_in_name
 
@@ -121,17 +123,19 @@ class RunRecorder:
         if rel in sizes and path.exists():
             with path.open("r+b") as f:
                 f.truncate(sizes[rel])
-            handle = path.open("a", newline="")
+            handle = SpoolFile(path, "a")
         else:
-            handle = path.open("w", newline="")
+            handle = SpoolFile(path, "w")  # a full disk delays rows instead of killing the run (spool.py)
             handle.write(header)
         self._files[key] = handle
         return handle
 
-    def checkpoint(self, state: dict[str, Any]) -> None:
-        """Write the orchestrator's state with the result files' sizes, atomically."""
-        for f in self._files.values():
-            f.flush()
+    def checkpoint(self, state: dict[str, Any]) -> bool:
+        """Write the orchestrator's state with the result files' sizes, atomically. On a full disk
+        nothing is written (False): the previous checkpoint stays the one `--resume` uses."""
+        if not all([f.flush() for f in self._files.values()]):  # every file, not only up to the first full one
+            print(f"peerlearn: disk full: no checkpoint at group step {state['t']}", file=sys.stderr, flush=True)
+            return False
         state = {**state, "elapsed_s": time.time() - self.started,
                  "prob_sums": {k: v.copy() for k, v in self._prob_sums.items()}, "decisions": dict(self._decisions),
                  "files": {str(Path(f.name).relative_to(self.run_dir)): Path(f.name).stat().st_size
@@ -139,8 +143,16 @@ class RunRecorder:
         target = self.run_dir / "checkpoints" / "orchestrator.pkl"
         target.parent.mkdir(exist_ok=True)
         tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(pickle.dumps(state))
+        try:
+            tmp.write_bytes(pickle.dumps(state))
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            if err.errno not in DISK_FULL:
+                raise
+            print(f"peerlearn: disk full: no checkpoint at group step {state['t']}", file=sys.stderr, flush=True)
+            return False
         tmp.replace(target)
+        return True
 
     def writer(self, name: str) -> Any:
         if not self._tensorboard:

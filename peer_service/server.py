@@ -5,8 +5,9 @@ The lock-step calls (GetInfo, Suggest, Evaluate, Step) run on the event loop its
 worker thread and back cost more than the work it kept off the loop (docs/performance.md has the
 A/B). Long calls (Reset, RunEvaluation, Save, Load: seconds of
 evaluation episodes or disk) run on one worker thread so that health checks keep answering; while
-the worker holds the learner every call queues behind it (the learner is not thread-safe).
-`PEERLEARN_INLINE_CALLS=0` sends every call to the worker (the A/B).
+the worker holds the learner every call queues behind it (the learner is not thread-safe). Which
+call is which is declared once, for client and server, in peerlearn/wire.py:CALLS, as is every
+message's conversion. `PEERLEARN_INLINE_CALLS=0` sends every call to the worker (the A/B).
 """
 
 from __future__ import annotations
@@ -18,21 +19,19 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from peer_service.peer import Peer
-from peer_service.validation import PeerError
+from peer_service.validation import PeerError, status_of
+from peerlearn import wire
 from peerlearn.grpc_options import SERVER_OPTIONS
-from peerlearn.messages import eval_to_proto, info_to_proto, step_to_proto
 from peerlearn.security import MalformedRequestGuard, ServerSecurity
-from peerlearn.tensors import WireError, from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc, tensor_pb2
-from peerlearn.validation import empty_batch
 
 log = logging.getLogger("peerlearn.peer")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PeerService"].full_name
@@ -61,61 +60,57 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
         finally:
             self.worker_jobs -= 1
 
-    async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[], Reply],
-                   read_only: bool, short: bool = False) -> Reply:
+    async def _run(self, name: str, context: grpc.aio.ServicerContext, work: Callable[[], Reply],
+                   small: bool = True) -> Reply:
+        """Run one call's work where its policy says (peerlearn/wire.py:CALLS): on the event loop if the
+        call may run inline and its batch is `small`, else on the worker; errors become status codes."""
+        policy = wire.CALLS[name]
+
         def guarded() -> Reply:
             remaining = context.time_remaining()
-            if read_only and remaining is not None and remaining <= 0:
+            if policy.read_only and remaining is not None and remaining <= 0:
                 # The caller has given up while this call waited for the worker: skip the work.
                 raise PeerError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call started")
             return work()
 
         try:
-            if short and self.inline and self.worker_jobs == 0:
+            if policy.inline and small and self.inline and self.worker_jobs == 0:
                 return guarded()  # nothing else can touch the learner while this holds the loop
             return await self._on_worker(guarded)
-        except PeerError as err:
-            await context.abort(err.code, err.message)
-        except WireError as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        except Exception as err:  # a bug must not kill the server: report it and keep serving
-            log.exception("internal error")
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+        except Exception as err:  # a bug must not kill the server either: report it and keep serving
+            status = status_of(err)
+            if status is None:
+                log.exception("internal error")
+                status = grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"
+            await context.abort(*status)
         raise AssertionError("unreachable: context.abort raises")
 
     async def GetInfo(self, request: pb.GetInfoRequest, context: grpc.aio.ServicerContext) -> pb.PeerInfo:
-        return await self._run(context, lambda: info_to_proto(self.peer.info()), read_only=True, short=True)
+        return await self._run("GetInfo", context, lambda: wire.info_to_proto(self.peer.info()))
 
     async def Suggest(self, request: pb.SuggestRequest, context: grpc.aio.ServicerContext) -> pb.SuggestReply:
         def work() -> pb.SuggestReply:
-            states = from_tensor(request.states, "states")
-            return pb.SuggestReply(actions=to_tensor(self.peer.suggest(states, request.deterministic)))
-        return await self._run(context, work, read_only=True, short=_rows(request.states) <= INLINE_MAX_ROWS)
+            return wire.suggest_reply_to_proto(self.peer.suggest(*wire.suggest_request_from_proto(request)))
+        return await self._run("Suggest", context, work, small=_rows(request.states) <= INLINE_MAX_ROWS)
 
     async def Evaluate(self, request: pb.EvaluateRequest, context: grpc.aio.ServicerContext) -> pb.EvaluateReply:
         def work() -> pb.EvaluateReply:
-            obs, act = self.peer.observation_space, self.peer.action_space
-            q, v = self.peer.evaluate(_batch(request, "q_states", obs), _batch(request, "q_actions", act),
-                                      _batch(request, "v_states", obs))
-            return pb.EvaluateReply(q_values=to_tensor(q), v_values=to_tensor(v))
+            batches = wire.evaluate_request_from_proto(request, self.peer.observation_space, self.peer.action_space)
+            return wire.evaluate_reply_to_proto(*self.peer.evaluate(*batches))
         rows = _rows(request.q_states) + _rows(request.v_states)
-        return await self._run(context, work, read_only=True, short=rows <= INLINE_MAX_ROWS)
+        return await self._run("Evaluate", context, work, small=rows <= INLINE_MAX_ROWS)
 
     async def Reset(self, request: pb.ResetRequest, context: grpc.aio.ServicerContext) -> pb.ResetReply:
-        def work() -> pb.ResetReply:
-            obs, last = self.peer.reset(request.seed if request.has_seed else None)
-            return pb.ResetReply(observation=to_tensor(obs), last_step_id=last)
-        return await self._run(context, work, read_only=False)
+        return await self._run("Reset", context, lambda: wire.reset_reply_to_proto(
+            *self.peer.reset(wire.reset_request_from_proto(request))))
 
     async def Step(self, request: pb.StepRequest, context: grpc.aio.ServicerContext) -> pb.StepReply:
         def work() -> pb.StepReply:
-            action = from_tensor(request.action, "action") if request.HasField("action") else None
-            v_states = from_tensor(request.v_states, "v_states") if request.HasField("v_states") else None
-            return step_to_proto(self.peer.step(request.step_id, action, v_states, request.next_observation_rows))
+            return wire.step_to_proto(self.peer.step(*wire.step_request_from_proto(request)))
         if not self.peer.config.overlap_training:
-            return await self._run(context, work, read_only=False, short=_rows(request.v_states) <= INLINE_MAX_ROWS)
+            return await self._run("Step", context, work, small=_rows(request.v_states) <= INLINE_MAX_ROWS)
         try:
-            return await self._run(context, work, read_only=False)
+            return await self._run("Step", context, work, small=False)
         finally:
             # The Step's gradient steps run now, on the worker, while the reply travels and the
             # orchestrator prepares the next round; any call queued behind them waits for them, so
@@ -128,35 +123,24 @@ class PeerServicer(peer_pb2_grpc.PeerServiceServicer):
 
     async def RunEvaluation(self, request: pb.RunEvaluationRequest,
                             context: grpc.aio.ServicerContext) -> pb.RunEvaluationReply:
-        if request.episodes < 0 or request.episodes > 10_000:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"episodes must be in 0..10000, got {request.episodes}")
-        return await self._run(context, lambda: eval_to_proto(
-            self.peer.run_evaluation(request.episodes, request.seed)), read_only=False)
+        episodes, seed = wire.run_evaluation_request_from_proto(request)
+        if episodes < 0 or episodes > 10_000:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"episodes must be in 0..10000, got {episodes}")
+        return await self._run("RunEvaluation", context, lambda: wire.eval_to_proto(
+            self.peer.run_evaluation(episodes, seed)))
 
     async def Save(self, request: pb.SaveRequest, context: grpc.aio.ServicerContext) -> pb.SaveReply:
-        def work() -> pb.SaveReply:
-            location, tag = self.peer.save(request.step_id, request.tag)
-            return pb.SaveReply(location=location, tag=tag)
-        return await self._run(context, work, read_only=False)
+        return await self._run("Save", context, lambda: wire.save_reply_to_proto(
+            *self.peer.save(*wire.save_request_from_proto(request))))
 
     async def Load(self, request: pb.LoadRequest, context: grpc.aio.ServicerContext) -> pb.LoadReply:
-        def work() -> pb.LoadReply:
-            tag, last = self.peer.load(request.tag)
-            return pb.LoadReply(tag=tag, last_step_id=last)
-        return await self._run(context, work, read_only=False)
+        return await self._run("Load", context, lambda: wire.load_reply_to_proto(
+            *self.peer.load(wire.load_request_from_proto(request))))
 
 
 def _rows(tensor: tensor_pb2.Tensor) -> int:
     """The batch size a tensor declares (before decoding: a lie is caught when it is decoded)."""
     return int(tensor.shape[0]) if len(tensor.shape) else 0
-
-
-def _batch(request: Any, field: str, space: Any) -> Any:
-    """An unset batch field means an empty batch of the space's shape; shapes are checked by the peer."""
-    if not request.HasField(field):
-        return empty_batch(space)
-    return from_tensor(getattr(request, field), field)
 
 
 async def serve(peer: Peer, host: str = "127.0.0.1", port: int = 0, port_file: str | None = None,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from peerlearn.messages import info_from_proto, step_from_proto
 from peerlearn.tensors import from_tensor, to_tensor
 from peerlearn.v1 import peer_pb2 as pb
 from peerlearn.v1 import peer_pb2_grpc, tensor_pb2
+from peerlearn.wire import info_from_proto, step_from_proto
 
 pytestmark = pytest.mark.timeout(120)
 TIMEOUT = 30.0

@@ -7,37 +7,40 @@ failure surfaces as `PeerCallError`, as it does from the in-process client (orch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator.loop.client import PeerCallError, PeerClient
+from peerlearn import wire
 from peerlearn.grpc_options import channel_options
-from peerlearn.messages import EvalResult, PeerInfo, StepResult, eval_from_proto, info_from_proto, step_from_proto
+from peerlearn.messages import EvalResult, PeerInfo, StepResult
 from peerlearn.security import ClientSecurity, classify_error, diagnose_handshake
-from peerlearn.tensors import WireError, from_tensor, to_tensor
-from peerlearn.v1 import peer_pb2 as pb
+from peerlearn.tensors import WireError
 from peerlearn.v1 import peer_pb2_grpc
+
+Decoded = TypeVar("Decoded")
 
 
 @dataclass
 class Deadlines:
-    """Seconds each kind of call may take before the peer counts as abstaining."""
+    """Seconds each kind of call may take before the peer counts as abstaining; which kind a call is,
+    and whether it is hedged, says peerlearn/wire.py:CALLS."""
 
-    read_s: float = 5.0  # GetInfo, Suggest, Evaluate
-    step_s: float = 10.0  # Reset, Step (a Step may train 8 gradient steps)
-    evaluation_s: float = 300.0  # RunEvaluation, Save, Load
-    # A GetInfo, Suggest, Evaluate or Step without a reply after this long is sent again on a second,
-    # already open connection and the first reply wins (0 = never). See GrpcPeerClient._hedged.
+    read_s: float = 5.0  # Deadline.READ: GetInfo, Suggest, Evaluate
+    step_s: float = 10.0  # Deadline.STEP: Reset, Step (a Step may train 8 gradient steps)
+    evaluation_s: float = 300.0  # Deadline.LONG: RunEvaluation, Save, Load
+    # A hedged call without a reply after this long is sent again on a second, already open
+    # connection and the first reply wins (0 = never). See GrpcPeerClient._hedged.
     hedge_s: float = 1.0
 
-
-# Calls safe to send twice: read-only ones, and Step (a repeated step id is replayed, not re-applied).
-# Reset, RunEvaluation, Save and Load are never hedged.
-HEDGED_CALLS = frozenset({"GetInfo", "Suggest", "Evaluate", "Step"})
+    def seconds(self, kind: wire.Deadline) -> float:
+        return {wire.Deadline.READ: self.read_s, wire.Deadline.STEP: self.step_s,
+                wire.Deadline.LONG: self.evaluation_s}[kind]
 
 
 class GrpcPeerClient(PeerClient):
@@ -98,7 +101,7 @@ class GrpcPeerClient(PeerClient):
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
-    async def _hedged(self, name: str, request, timeout: float):  # type: ignore[no-untyped-def]
+    async def _hedged(self, name: str, request: Any, timeout: float) -> Any:
         """Hedged call (Dean and Barroso, "The Tail at Scale"): after `hedge_s` without a reply the same
         request goes out on the spare connection and the first good reply wins. On a lossy link one
         lost segment stalls a whole TCP connection for its retransmission backoff (0.2, 0.4, 0.8 ...
@@ -137,13 +140,19 @@ class GrpcPeerClient(PeerClient):
         self.stub, self.spare_stub = self.spare_stub, self.stub
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
-    async def _call(self, name: str, request, timeout: float, wait_for_ready: bool = False):  # type: ignore[no-untyped-def]
+    async def _call(self, name: str, request: Any, decode: Callable[[Any], Decoded],
+                    wait_for_ready: bool = False) -> Decoded:
+        """One call under its policy (peerlearn/wire.py:CALLS: deadline, hedged or not); the reply is
+        decoded by `decode`, and a reply that does not decode is this peer's BAD_REPLY."""
+        policy = wire.CALLS[name]
+        timeout = self.deadlines.seconds(policy.deadline)
         self.calls += 1
         try:
-            if self.deadlines.hedge_s > 0 and not wait_for_ready and name in HEDGED_CALLS \
+            if self.deadlines.hedge_s > 0 and not wait_for_ready and policy.hedged \
                     and timeout > self.deadlines.hedge_s:
-                return await self._hedged(name, request, timeout)
-            return await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
+                reply = await self._hedged(name, request, timeout)
+            else:
+                reply = await getattr(self.stub, name)(request, timeout=timeout, wait_for_ready=wait_for_ready)
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError, not AioRpcError, for a call cancelled because its channel
             # was closed (a re-dial). That is this peer's failure; a cancellation of our own task is not.
@@ -159,19 +168,13 @@ class GrpcPeerClient(PeerClient):
                 if why:
                     code, message = "UNAUTHENTICATED", f"authentication failed: {why} ({message})"
             raise PeerCallError(self.address, name, code, message) from err
-
-    def _decode(self, name: str, tensor: pb.Tensor, field: str) -> np.ndarray:
         try:
-            return from_tensor(tensor, field)
+            return decode(reply)
         except WireError as err:
             raise PeerCallError(self.address, name, "BAD_REPLY", str(err)) from err
 
     async def get_info(self, wait_for_ready: bool = False) -> PeerInfo:
-        reply = await self._call("GetInfo", pb.GetInfoRequest(), self.deadlines.read_s, wait_for_ready)
-        try:
-            info = info_from_proto(reply)
-        except WireError as err:
-            raise PeerCallError(self.address, "GetInfo", "BAD_REPLY", str(err)) from err
+        info = await self._call("GetInfo", wire.get_info_request_to_proto(), wire.info_from_proto, wait_for_ready)
         if self.expected_peer_id is not None and info.peer_id != self.expected_peer_id:
             raise PeerCallError(self.address, "GetInfo", "PERMISSION_DENIED",
                                 f"authentication failed: expected peer {self.expected_peer_id!r}"
@@ -180,47 +183,31 @@ class GrpcPeerClient(PeerClient):
         return info
 
     async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        reply = await self._call("Suggest", pb.SuggestRequest(states=to_tensor(states), deterministic=deterministic),
-                                 self.deadlines.read_s)
-        return self._decode("Suggest", reply.actions, "actions")
+        return await self._call("Suggest", wire.suggest_request_to_proto(states, deterministic),
+                                wire.suggest_reply_from_proto)
 
-    async def evaluate(self, q_states, q_actions, v_states):  # type: ignore[no-untyped-def]
-        request = pb.EvaluateRequest(q_states=to_tensor(q_states), q_actions=to_tensor(q_actions),
-                                     v_states=to_tensor(v_states))
-        reply = await self._call("Evaluate", request, self.deadlines.read_s)
-        return (self._decode("Evaluate", reply.q_values, "q_values"),
-                self._decode("Evaluate", reply.v_values, "v_values"))
+    async def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
+                       v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return await self._call("Evaluate", wire.evaluate_request_to_proto(q_states, q_actions, v_states),
+                                wire.evaluate_reply_from_proto)
 
     async def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
-        request = pb.ResetRequest(seed=seed or 0, has_seed=seed is not None)
-        reply = await self._call("Reset", request, self.deadlines.step_s)
-        return self._decode("Reset", reply.observation, "observation"), reply.last_step_id
+        return await self._call("Reset", wire.reset_request_to_proto(seed), wire.reset_reply_from_proto)
 
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
                    next_observation_rows: Sequence[int] = ()) -> StepResult:
-        request = pb.StepRequest(step_id=step_id, next_observation_rows=[int(r) for r in next_observation_rows])
-        if action is not None:
-            request.action.CopyFrom(to_tensor(action))
-        if v_states is not None:
-            request.v_states.CopyFrom(to_tensor(v_states))
-        reply = await self._call("Step", request, self.deadlines.step_s)
-        try:
-            return step_from_proto(reply)
-        except WireError as err:
-            raise PeerCallError(self.address, "Step", "BAD_REPLY", str(err)) from err
+        return await self._call("Step", wire.step_request_to_proto(step_id, action, v_states, next_observation_rows),
+                                wire.step_from_proto)
 
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:
-        reply = await self._call("RunEvaluation", pb.RunEvaluationRequest(episodes=episodes, seed=seed),
-                                 self.deadlines.evaluation_s)
-        return eval_from_proto(reply)
+        return await self._call("RunEvaluation", wire.run_evaluation_request_to_proto(episodes, seed),
+                                wire.eval_from_proto)
 
     async def save(self, step_id: int, tag: str = "") -> tuple[str, str]:
-        reply = await self._call("Save", pb.SaveRequest(step_id=step_id, tag=tag), self.deadlines.evaluation_s)
-        return reply.location, reply.tag
+        return await self._call("Save", wire.save_request_to_proto(step_id, tag), wire.save_reply_from_proto)
 
     async def load(self, tag: str = "") -> tuple[str, int]:
-        reply = await self._call("Load", pb.LoadRequest(tag=tag), self.deadlines.evaluation_s)
-        return reply.tag, reply.last_step_id
+        return await self._call("Load", wire.load_request_to_proto(tag), wire.load_reply_from_proto)
 
     async def close(self) -> None:
         for closing, old in list(self._closing.items()):

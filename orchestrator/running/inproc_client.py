@@ -11,9 +11,8 @@ import numpy as np
 
 from orchestrator.loop.client import PeerCallError, PeerClient
 from peer_service.peer import Peer
-from peer_service.validation import PeerError
+from peer_service.validation import status_of
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
-from peerlearn.tensors import WireError
 
 
 class InprocPeerClient(PeerClient):
@@ -28,10 +27,14 @@ class InprocPeerClient(PeerClient):
         self.calls += 1
         try:
             return fn(*args)
-        except PeerError as err:
-            raise PeerCallError(self.address, name, err.code.name, err.message) from err
-        except WireError as err:
-            raise PeerCallError(self.address, name, "INVALID_ARGUMENT", str(err)) from err
+        except Exception as err:
+            # the code the peer's server would answer with (one mapping for both transports); a bug
+            # in the peer is no answer: raised as it is, where a server would log it and say INTERNAL
+            status = status_of(err)
+            if status is None:
+                raise
+            code, message = status
+            raise PeerCallError(self.address, name, code.name, message) from err
 
     async def get_info(self) -> PeerInfo:
         return self._call("GetInfo", self.peer.info)

@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from peerlearn.messages import info_from_proto
 from peerlearn.settings import UserError
 from peerlearn.tensors import from_tensor, to_tensor
 from peerlearn.v1 import orchestrator_pb2, orchestrator_pb2_grpc, peer_pb2, peer_pb2_grpc
+from peerlearn.wire import info_from_proto
 
 
 async def probe(address: str, timeout: float = 5.0) -> int:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from dataclasses import MISSING, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from peer_service.config import PeerConfig, ServeSettings
 from peerlearn.settings import (
@@ -39,8 +39,19 @@ PEER_RANGES = {"port": ("0 (any free port) to 65535", lambda v: 0 <= v <= 65535)
                "keep_checkpoints": (">= 0", at_least(0))}
 
 
-def _declared() -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Public name -> type, help and default, of every setting of both classes."""
+class DeclaredSettings(NamedTuple):
+    """Every setting of `peerlearn peer`, by its public name (the flag's, less `--`)."""
+
+    types: dict[str, Any]
+    helps: dict[str, str]
+    defaults: dict[str, Any]
+
+
+def declared_settings() -> DeclaredSettings:
+    """Public name -> type, help and default of every setting of PeerConfig and ServeSettings: what
+    the flags, the PEERLEARN_* variables and their checks are made from. Also read outside the peer:
+    the launcher keeps a run's peer settings out of its peers' environment, and the CLI warns of
+    PEERLEARN_* variables that are no setting."""
     types_: dict[str, Any] = {}
     helps: dict[str, str] = {}
     defaults: dict[str, Any] = {}
@@ -50,12 +61,12 @@ def _declared() -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
             name = PUBLIC.get(f.name, f.name)
             types_[name], helps[name] = f.type, docs.get(f.name, "")
             defaults[name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-    return types_, helps, defaults
+    return DeclaredSettings(types_, helps, defaults)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or Parser(prog="peerlearn peer", description=__doc__)
-    types_, helps, defaults = _declared()
+    types_, helps, defaults = declared_settings()
     helps["role"] += f" One of {', '.join(ROLES)}."
     add_flags(p, types_, helps, defaults)
     return p
@@ -65,7 +76,7 @@ def resolve(args: argparse.Namespace, environ: dict[str, str] | None = None) -> 
                                                                                       dict[str, str]]:
     """Flags > PEERLEARN_* variables > defaults. Also returns the variables that took effect."""
     environ = dict(os.environ if environ is None else environ)
-    types_, _, defaults = _declared()
+    types_, _, defaults = declared_settings()
     from_env = read_env(types_, environ)
     values: dict[str, Any] = {}
     used: dict[str, str] = {}

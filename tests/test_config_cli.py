@@ -391,7 +391,7 @@ def test_every_variable_the_project_reads_is_known() -> None:
     of settings.OWN_VARIABLES, so that the unknown-variable warning never fires for the project's own."""
     import re
 
-    from peer_service.main import _declared
+    from peer_service.main import declared_settings
     from peerlearn.settings import unknown_variables
 
     listed = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -404,5 +404,5 @@ def test_every_variable_the_project_reads_is_known() -> None:
         if path.suffix in suffixes and path.is_file() and not rel.startswith("results/"):
             found |= set(re.findall(r"PEERLEARN_[A-Z0-9_]*[A-Z0-9]", path.read_text(errors="replace")))
     assert "PEERLEARN_FORK_SERVER" in found and "PEERLEARN_IMAGE" in found  # the scan reads what it should
-    settings = [*RunConfig.types(), *_declared()[0]]
+    settings = [*RunConfig.types(), *declared_settings().types]
     assert unknown_variables(settings, {name: "1" for name in found}) is None

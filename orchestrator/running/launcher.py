@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator.running.forkserver import ForkedProcess, ForkServer
 from peer_service.config import PeerConfig
-from peer_service.main import _declared, peer_argv
+from peer_service.main import declared_settings, peer_argv
 from peerlearn.settings import UserError, env_name
 
 
@@ -57,7 +57,7 @@ PASS_THROUGH = ("overlap_training", "torch_threads")
 
 def peer_setting_variables() -> list[str]:
     """The PEERLEARN_* names of every `peerlearn peer` setting (peer_service/config.py)."""
-    return [env_name(name) for name in _declared()[0]]
+    return [env_name(name) for name in declared_settings().types]
 
 
 def inherited_variables(environ: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:

@@ -403,9 +403,9 @@ def _warn_unknown_variables() -> None:
     if not any(k.startswith(ENV_PREFIX) for k in os.environ):
         return
     from orchestrator.config import RunConfig
-    from peer_service.main import _declared
+    from peer_service.main import declared_settings
 
-    warning = unknown_variables([*RunConfig.types(), *_declared()[0]])
+    warning = unknown_variables([*RunConfig.types(), *declared_settings().types])
     if warning:
         print(warning, file=sys.stderr)
 

@@ -7,7 +7,10 @@ change `mode` at any time:
 - "blackhole": stop forwarding without closing anything, like a link that silently drops packets
   (TCP keeps the bytes; they flow again when the mode goes back to "pass");
 - "reset": abort every open connection (RST) and every new one at once;
-- "flaky": abort a connection with probability `abort_p` per forwarded chunk.
+- "flaky": abort a connection with probability `abort_p` per forwarded chunk;
+- "lossy": packet loss as a TCP stream sees it (no netem here): each chunk is "lost" with probability
+  `loss_p` and forwarded only after a retransmission timeout, 0.2 s doubling with every further loss in
+  a row on that stream (capped at 3.2 s), so the stream stalls as TCP's retransmission backoff does.
 Independently of the mode, `stall(k)` freezes only the k-th connection opened through the proxy (0 =
 the first), as a TCP stream stuck in retransmission backoff on a lossy link; `unstall(k)` frees it.
 Command line: `python -m peerlearn.chaos --target HOST:PORT --listen-port P --mode delay --delay-s 0.2`.
@@ -21,17 +24,19 @@ import random
 import socket
 import struct
 
-MODES = ("pass", "delay", "blackhole", "reset", "flaky")
+RTO_S, MAX_RTO_S = 0.2, 3.2  # Linux's minimum retransmission timeout, and a cap for the lossy mode
+MODES = ("pass", "delay", "blackhole", "reset", "flaky", "lossy")
 
 
 class ChaosProxy:
     def __init__(self, target: str, mode: str = "pass", delay_s: float = 0.0, abort_p: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, loss_p: float = 0.0) -> None:
         host, port = target.rsplit(":", 1)
         self.target_host, self.target_port = host, int(port)
         self.mode = mode
         self.delay_s = delay_s
         self.abort_p = abort_p
+        self.loss_p = loss_p
         self.rng = random.Random(seed)
         self.server: asyncio.base_events.Server | None = None
         self.address = ""
@@ -95,12 +100,18 @@ class ChaosProxy:
         self._connection_flowing[index].set()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, own: asyncio.Event) -> None:
+        rto = RTO_S  # this stream's retransmission timeout, backed off while losses come in a row
         try:
             while data := await reader.read(65536):
                 await self._flowing.wait()
                 await own.wait()
                 if self.mode == "delay" and self.delay_s > 0:
                     await asyncio.sleep(self.delay_s)
+                if self.mode == "lossy":
+                    while self.mode == "lossy" and self.rng.random() < self.loss_p:
+                        await asyncio.sleep(rto)
+                        rto = min(2 * rto, MAX_RTO_S)
+                    rto = RTO_S
                 if self.mode == "reset" or (self.mode == "flaky" and self.rng.random() < self.abort_p):
                     raise ConnectionResetError("chaos")
                 writer.write(data)

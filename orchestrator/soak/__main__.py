@@ -9,6 +9,7 @@ from pathlib import Path
 
 from orchestrator.soak import report
 from orchestrator.soak.driver import Soak, SoakSettings
+from orchestrator.soak.nemesis import KINDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--no-faults", action="store_true", help="a fault-free run of the same group")
     run.add_argument("--stop-at-step", type=int, default=0, help="stop at this group step (fault-free runs)")
     run.add_argument("--warmup-s", type=float, default=60.0)
+    run.add_argument("--kinds", default=",".join(KINDS), help=f"faults to draw from (default all: {','.join(KINDS)})")
     run.add_argument("--baseline", type=Path, nargs="*", default=[], help="fault-free soak folders to compare with")
     check = sub.add_parser("check", help="judge a soak's history again and write its report")
     check.add_argument("out", type=Path)
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         settings = SoakSettings(minutes=args.minutes, seed=args.seed, out=args.out, python_peers=args.python_peers,
                                 node=not args.no_node, cpp=not args.no_cpp, steps=args.steps,
-                                stop_at_step=args.stop_at_step, faults=not args.no_faults, warmup_s=args.warmup_s)
+                                stop_at_step=args.stop_at_step, faults=not args.no_faults, warmup_s=args.warmup_s,
+                                kinds=tuple(k for k in args.kinds.split(",") if k))
         asyncio.run(Soak(settings).run())
         if args.no_faults:
             return 0

@@ -213,6 +213,9 @@ class RunConfig:
     """How often `peerlearn run` restarts a crashed local peer process (with backoff); 0 = never."""
     learner: dict[str, Any] = field(default_factory=dict)
     """Overrides of the learner preset, e.g. {learning_starts = 500}."""
+    learner_by_peer: dict[str, Any] = field(default_factory=dict)
+    """Per-peer overrides on top of `learner`, keyed by the peer's index, for groups of mixed skill:
+    e.g. {"0": {"learning_rate": 5e-05}} gives peer-0 a 10 times smaller learning rate than the Room preset."""
     # --- attacks and security (peer_service/attacks.py, peerlearn/security.py, docs/security.md)
     attacks: list[str] = field(default_factory=list)
     """Per started peer, an attack mode for robustness studies ("" = honest), e.g. ["", "", "mirror"]."""
@@ -262,6 +265,10 @@ class RunConfig:
             raise UserError(f"pretrained lists {len(self.pretrained)} entries for {self.peers} peers")
         if self.keep_checkpoints < 0:
             raise UserError(f"keep_checkpoints: expected 0 (all) or a positive count, got {self.keep_checkpoints}")
+        for key, overrides in self.learner_by_peer.items():
+            if not (key.isdigit() and int(key) < self.peers) or not isinstance(overrides, dict):
+                raise UserError(f"learner_by_peer: expected peer indices 0..{self.peers - 1} with a table of "
+                                f"learner settings each, got {key!r} = {overrides!r}")
         bad_roles = [r for r in self.roles if r not in ROLES]
         if bad_roles:
             raise UserError(f"roles: expected each of {', '.join(ROLES)}, got {bad_roles[0]!r}")
@@ -276,7 +283,7 @@ class RunConfig:
     def learner_of(self, index: int) -> dict[str, Any]:
         """Peer `index`'s learner settings: `learner`, with its entry of `algos` as `algo`."""
         algo = self.algos[index] if self.algos else ""
-        return {**self.learner, **({"algo": algo} if algo else {})}
+        return {**self.learner, **self.learner_by_peer.get(str(index), {}), **({"algo": algo} if algo else {})}
 
     def command(self, index: int) -> str | None:
         return (self.commands[index] or None) if self.commands else None

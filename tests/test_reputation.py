@@ -112,7 +112,16 @@ def test_state_restores_every_reputation() -> None:
 
 @pytest.mark.parametrize("kw", [{"adviser_choice": "ucb"}, {"reputation_scale": "max"},
                                 {"agent_value_self_votes": "always"}, {"thompson_discount": 0.0},
-                                {"adviser_choice": "thompson", "use_trust": False}])
+                                {"adviser_choice": "thompson", "use_trust": False},
+                                {"peers": 2, "learner_by_peer": {"2": {"learning_rate": 1e-5}}},
+                                {"learner_by_peer": {"x": {}}}])
 def test_bad_choice_settings_are_refused_before_start(kw: dict[str, object]) -> None:
     with pytest.raises(UserError):
         RunConfig(**kw).validate()  # type: ignore[arg-type]
+
+
+def test_learner_by_peer_overrides_one_peers_learner() -> None:
+    config = RunConfig(peers=2, learner={"learning_starts": 50, "learning_rate": 1e-3},
+                       learner_by_peer={"0": {"learning_rate": 1e-4}}, algos=["", "DQN"]).validate()
+    assert config.learner_of(0) == {"learning_starts": 50, "learning_rate": 1e-4}
+    assert config.learner_of(1) == {"learning_starts": 50, "learning_rate": 1e-3, "algo": "DQN"}

@@ -309,3 +309,19 @@ def test_declared_claims_get_holm_over_their_primary_family_and_secondary_apart(
     assert "| room-21-trust-s0 | 0.500 | 0.000 | never |" in text
     block = page.choice_block(read)
     assert "| trust beats random | ch (§1) | 5 vs 5 | 1.00 [1.00, 1.00] | **holds** | 0.008 |" in block
+
+
+def test_a_declared_claim_can_be_about_one_learner(page, tmp_path: Path) -> None:  # noqa: ANN001
+    """[X, Y, text, peer]: the claim reads that learner's paper metric, not the run's average."""
+    (tmp_path / "grid.toml").write_text(
+        'seeds = [0]\n[claims]\nprimary = [["a", "b", "peer-0 gains", "peer-0"], ["a", "b", "the group gains"]]\n')
+    runs = tmp_path / "results" / "mix" / "runs"
+    for seed in range(5):  # peer-0 is better under a, peer-1 much better under b: the two readings disagree
+        _fake_run(runs, f"room-21-a-s{seed}", seed, {"peer-0": [0, 20 + seed, 20], "peer-1": [0, 0, 0]})
+        _fake_run(runs, f"room-21-b-s{seed}", seed, {"peer-0": [0, 10 + seed, 10], "peer-1": [0, 90, 90]})
+    ex = page.Experiment(key="mix", title="t", intro="", commands=[], folders=["results/mix/runs"], expected=[],
+                         order=["a", "b"], grid="grid.toml")
+    rows = page.declared_rows(ex, page.load(ex))
+    assert (rows[0].text, rows[0].improvement, rows[0].verdict) == ("peer-0 gains", "1.00 [1.00, 1.00]", "holds")
+    assert (rows[1].text, rows[1].improvement, rows[1].verdict) == ("the group gains", "0.00 [0.00, 0.00]",
+                                                                    "does not hold")

@@ -25,7 +25,7 @@ from orchestrator.experiments.choice import trust_at_work
 from orchestrator.experiments.report import markdown_table, report
 from orchestrator.experiments.rundata import RunData, find_runs, group_runs, load_run, read_csvs, write_csvs
 from orchestrator.experiments.stats import holm, improvement_ci, probability_of_improvement, rank_sum_p, verdict
-from orchestrator.experiments.sweep import load_grid
+from orchestrator.experiments.sweep import Claim, load_grid
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: the page reads its committed results
 PAGE = ROOT / "docs" / "results.md"
@@ -209,6 +209,24 @@ EXPERIMENTS = [
         onset=("expert", 0.5, True, "above 1/2"),
     ),
     Experiment(
+        key="room21-mixed-skill-60k",
+        example_run="room-21-trust-s0",
+        title="Mixed skill: a weaker and a stronger learner, 60,000 env steps per peer",
+        label="Room-21, mixed skill, 60k",
+        intro=(
+            "Two DQN learners, peer-0 with a 10 times smaller learning rate than the Room preset (the weaker), "
+            "peer-1 with the preset, under the paper's trust choice, the paper's rule with peerlearn's "
+            "normalisation floor, peerlearn's Thompson rule and random advice, against the weaker learner "
+            "alone. The primary claims are about the weaker learner's own return (peer-0's paper metric); "
+            "they were declared in the grid file before any run."
+        ),
+        commands=["peerlearn sweep --grid configs/experiments/room21-mixed-skill-60k.toml --jobs 2 --nice 10"],
+        folders=["results/room21-mixed-skill-60k/runs"],
+        expected=grid_runs("configs/experiments/room21-mixed-skill-60k.toml"),
+        order=["trust", "trust_fixed", "thompson", "random", "weak_alone"],
+        grid="configs/experiments/room21-mixed-skill-60k.toml",
+    ),
+    Experiment(
         key="room21-group-size-30k",
         example_run="room-21-N4-s0",
         title="Group size on Room-21: N = 2, 4, 8 at 30,000 env steps per peer",
@@ -295,14 +313,14 @@ class ClaimRow:
         return self.family == "paper" and not self.text.startswith(("(not a claim)", "(A/B)"))
 
 
-def claim_rows(ex: Experiment, runs: list[RunData], claims: list[tuple[str, str, str]] | None = None,
+def claim_rows(ex: Experiment, runs: list[RunData], claims: list[tuple[str, ...]] | None = None,
                family: str = "paper") -> list[ClaimRow]:
-    by_condition: dict[str, np.ndarray] = {}
-    for c in ex.order:
-        by_condition[c] = np.array([r.avg_return() for r in runs if r.condition == c])
+    """Each claim (X, Y, text[, peer]) read on the runs: by the paper metric of the run's learners, or of
+    one learner where the claim names it."""
     rows = []
-    for x, y, text in (ex.claims if claims is None else claims):
-        a, b = by_condition.get(x, np.zeros(0)), by_condition.get(y, np.zeros(0))
+    for x, y, text, *peer in (ex.claims if claims is None else claims):
+        metric = {c: np.array([r.avg_return(*peer) for r in runs if r.condition == c]) for c in (x, y)}
+        a, b = (v[np.isfinite(v)] for v in (metric[x], metric[y]))
         if a.size < 2 or b.size < 2:
             rows.append(ClaimRow(text, f"{x} vs {y}", f"{a.size} vs {b.size}", "-", "-",
                                  "no verdict yet (too few runs)"))
@@ -321,10 +339,13 @@ def declared_rows(ex: Experiment, runs: list[RunData]) -> list[ClaimRow]:
     """The grid's declared claims: the primary ones with Holm over their family (the grid's), then the
     secondary ones, each read on its own."""
     grid = load_grid(ROOT / ex.grid)
-    primary = claim_rows(ex, runs, [(c.x, c.y, c.text) for c in grid.primary], "primary")
+    def tuples(claims: list[Claim]) -> list[tuple[str, ...]]:
+        return [(c.x, c.y, c.text, *([c.peer] if c.peer else [])) for c in claims]
+
+    primary = claim_rows(ex, runs, tuples(grid.primary), "primary")
     for row, adjusted in zip(primary, holm([r.p_value for r in primary]), strict=True):
         row.holm_p = adjusted
-    return primary + claim_rows(ex, runs, [(c.x, c.y, c.text) for c in grid.secondary], "secondary")
+    return primary + claim_rows(ex, runs, tuples(grid.secondary), "secondary")
 
 
 def declared_tables(rows: list[ClaimRow]) -> str:
@@ -479,7 +500,7 @@ def selection_over_time(runs: list[RunData], ex: Experiment, leans: dict[str, di
     `leans` collects, per experiment, whether the choice leaned to the better learner (for the README)."""
     folders = [ROOT / f for f in ex.folders if (ROOT / f).exists()]
     # The README's one line is about Room-21, where one margin (a return of 1) applies to every section.
-    room21 = ex.key.startswith("room21-")
+    room21 = ex.key.startswith("room21-") and not ex.grid  # the choice grids answer their own questions
     tally = None if leans is None or not room21 else leans.setdefault(ex.label or ex.key, {})
     return choice.selection_over_time(runs, folders, ROOT / "results" / ex.key, f"../results/{ex.key}", tally,
                                       ex.equal_within)
@@ -550,7 +571,8 @@ def section(number: int, ex: Experiment, read: list[tuple[int, Experiment, bool,
                  f"column is the end of the first window from which the share stays {label}:\n\n"
                  + choice.share_onset(load(ex, windows=30), role, threshold, above, label))
     if ex.key in ("room21-120k", "room21-compat", "room21-adversary-60k", "room21-group-size-30k", "hopper-20k",
-                  "room21-choice-adversary-60k", "room21-expert-30k", "room21-lone-learner-30k"):
+                  "room21-choice-adversary-60k", "room21-expert-30k", "room21-lone-learner-30k",
+                  "room21-mixed-skill-60k"):
         text += selection_over_time(runs, ex, leans)
     if ex.example_run:
         text += choice.one_run([ROOT / f for f in ex.folders if (ROOT / f).exists()], ex.example_run, out,

@@ -9,6 +9,7 @@ import csv
 import math
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ class RunData:
     def learners(self) -> list[str]:
         return sorted(self.curves)
 
-    def avg_return(self) -> float:
+    def avg_return(self, peer: str = "") -> float:
+        """The paper metric averaged over the run's learners, or of one learner (`peer`; NaN if absent)."""
+        if peer:
+            return area_under_curve(*self.curves[peer]) if peer in self.curves else math.nan
         return float(np.mean([area_under_curve(s, r) for s, r in self.curves.values()]))
 
     def final_return(self) -> float:
@@ -174,7 +178,7 @@ def refuse_repeated_seeds(runs: list[RunData]) -> None:
                             "the same experiment twice, not two seeds; leave one of them out")
 
 
-def find_runs(paths: list[str | Path]) -> list[Path]:
+def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if (p / "config.toml").exists():

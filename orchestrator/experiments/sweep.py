@@ -59,11 +59,13 @@ class Condition:
 
 @dataclass
 class Claim:
-    """One comparison a grid declares before any of its runs is read: condition `x` beats condition `y`."""
+    """One comparison a grid declares before any of its runs is read: condition `x` beats condition `y`
+    (by the paper metric of the run's learners, or of one learner, `peer`, where given)."""
 
     x: str
     y: str
     text: str
+    peer: str = ""
 
 
 @dataclass
@@ -136,11 +138,12 @@ def grid_from_dict(data: dict[str, Any]) -> Grid:
 
 
 def claims_from(entries: list[Any], family: str) -> list[Claim]:
-    """[[X, Y, text], ...]: X beats Y, as the text says it."""
+    """[[X, Y, text], ...] or [X, Y, text, peer]: X beats Y, as the text says it (on that peer's return)."""
     out = []
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 3 and all(isinstance(e, str) for e in entry)):
-            raise ValueError(f"claims.{family}: each claim is [X, Y, text] (three strings), got {entry!r}")
+        if not (isinstance(entry, list) and len(entry) in (3, 4) and all(isinstance(e, str) for e in entry)):
+            raise ValueError(f"claims.{family}: each claim is [X, Y, text] or [X, Y, text, peer] (strings), "
+                             f"got {entry!r}")
         out.append(Claim(*entry))
     return out
 

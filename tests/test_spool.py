@@ -92,3 +92,40 @@ def test_the_recorder_skips_a_checkpoint_while_the_disk_is_full_and_writes_the_n
     state = pickle.loads(target.read_bytes())
     assert state["t"] == 1500 and state["files"]["group.csv"] == len("group_step\n1000\n")
     assert (tmp_path / "group.csv").read_text() == "group_step\n1000\n"
+
+
+def test_tensorboard_events_pause_on_a_full_disk_and_resume_in_a_new_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple[bool, list[tuple[str, float]]]] = []
+    failing = {"on": False}
+
+    class Fake:
+        def __init__(self, first: bool) -> None:
+            if failing["on"]:
+                raise OSError(errno.ENOSPC, "No space left on device")  # the event file cannot be made
+            self.events: list[tuple[str, float]] = []
+            made.append((first, self.events))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            if failing["on"]:  # SummaryWriter re-raises its dead worker thread's error
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.events.append((tag, value))
+
+        def close(self) -> None:
+            if failing["on"]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(spool.time, "monotonic", lambda: clock["now"])
+    w = spool.TolerantWriter(Fake)
+    w.add_scalar("a", 1.0, 1)
+    failing["on"] = True
+    w.add_scalar("a", 2.0, 2)  # no exception: the run goes on
+    assert w.paused
+    clock["now"] = 10.0
+    failing["on"] = False
+    w.add_scalar("a", 3.0, 3)  # before RETRY_S: still paused, the event dropped
+    clock["now"] = 31.0
+    w.add_scalar("a", 4.0, 4)
+    w.close()
+    assert [(first, events) for first, events in made] == [(True, [("a", 1.0)]), (False, [("a", 4.0)])]
+    assert not w.paused  # only the first writer may purge a resume's later events

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from orchestrator.config import RunConfig, to_toml
-from orchestrator.running.spool import DISK_FULL, SpoolFile
+from orchestrator.running.spool import DISK_FULL, SpoolFile, TolerantWriter
 from peerlearn.messages import EvalResult, StepResult
 from peerlearn.settings import task_in_name
 
@@ -160,8 +160,11 @@ class RunRecorder:
         if name not in self._writers:
             from torch.utils.tensorboard import SummaryWriter  # heavy import, only when used
 
-            # On resume, events at or after the checkpoint's step are purged (no duplicated points).
-            self._writers[name] = SummaryWriter(str(self.run_dir / "tb" / name), purge_step=self._purge.get(name))
+            folder, purge = str(self.run_dir / "tb" / name), self._purge.get(name)
+            # On resume, events at or after the checkpoint's step are purged (no duplicated points); a
+            # full disk pauses the events instead of ending the run (spool.py).
+            self._writers[name] = TolerantWriter(
+                lambda first: SummaryWriter(folder, purge_step=purge if first else None))
         return self._writers[name]
 
     # ------------------------------------------------------------------ events
@@ -240,8 +243,14 @@ class RunRecorder:
             f.close()
         for w in self._writers.values():
             w.close()
-        if group is not None:
-            np.save(self.run_dir / "follow_matrix.npy", group.follow_matrix())
         from orchestrator.running.plots import write_plots
 
-        return write_plots(self.run_dir)
+        try:
+            if group is not None:
+                np.save(self.run_dir / "follow_matrix.npy", group.follow_matrix())
+            return write_plots(self.run_dir)
+        except OSError as err:  # the results are in the CSVs; the summary must still be written
+            if err.errno not in DISK_FULL:
+                raise
+            print(f"peerlearn: disk full: no follow matrix or plots ({err})", file=sys.stderr, flush=True)
+            return []

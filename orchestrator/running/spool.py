@@ -10,10 +10,14 @@ disk (`flush()` says whether it is), so `--resume` still finds a consistent set.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -65,3 +69,55 @@ class SpoolFile:
                       file=sys.stderr, flush=True)
         finally:
             os.close(self._fd)
+
+
+class TolerantWriter:
+    """A TensorBoard SummaryWriter that a full disk cannot kill. The SummaryWriter's own worker thread
+    dies on ENOSPC and every later call re-raises its error, which took the orchestrator down with it.
+    Here a failure drops the writer and its events until a new one (a new event file in the same folder,
+    which TensorBoard reads with the others) can be made, tried at most every RETRY_S; the CSVs keep
+    every row meanwhile. `make(first)` builds the writer; only the first may purge (a resume's events
+    after its checkpoint), a later one must not purge what this run wrote."""
+
+    RETRY_S = 30.0
+
+    def __init__(self, make: Callable[[bool], Any]) -> None:
+        self._make = make
+        self._writer: Any = None
+        self._made = False
+        self._next_try = 0.0
+        self.paused = False
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        writer = self._current()
+        if writer is None:
+            return
+        try:
+            writer.add_scalar(*args, **kwargs)
+        except OSError as err:
+            self._drop(err)
+
+    def _current(self) -> Any:
+        if self._writer is None and time.monotonic() >= self._next_try:
+            try:
+                self._writer = self._make(not self._made)
+                self._made = True
+                self.paused = False
+            except OSError as err:
+                self._drop(err)
+        return self._writer
+
+    def _drop(self, err: OSError) -> None:
+        old, self._writer = self._writer, None
+        self._next_try = time.monotonic() + self.RETRY_S
+        if not self.paused:
+            print(f"peerlearn: TensorBoard events paused ({err}); the CSVs keep every row", file=sys.stderr, flush=True)
+        self.paused = True
+        if old is not None:
+            with contextlib.suppress(OSError):
+                old.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()

@@ -176,8 +176,13 @@ class Soak:
                          asyncio.create_task(self._progress())]
                 end = started + s.minutes * 60
                 nemesis_task = asyncio.create_task(self._nemesis(plan, time.time()))
+                # Ctrl-C or SIGTERM of the soak ends it as its time would: every clean-up step runs in order.
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
                 try:
-                    while time.time() < end and not self._finished() and not (
+                    while time.time() < end and not self._finished() and not stop.is_set() and not (
                             s.stop_at_step and self.last_step >= s.stop_at_step):
                         await asyncio.sleep(1.0)
                         await self._watch_orchestrator()
@@ -219,7 +224,10 @@ class Soak:
             self.history.add("orchestrator_crash", pid=proc.pid, code=proc.returncode, log_tail=tail)
             await asyncio.sleep(2.0)  # as a supervisor's restart backoff
         self.resumes += 1
-        self._orchestrate(resume=(self.run_dir / "checkpoints" / "orchestrator.pkl").exists())
+        resume = (self.run_dir / "checkpoints" / "orchestrator.pkl").exists()
+        if not resume:  # died before its first checkpoint: start the run again, in the same folder
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._orchestrate(resume=resume)
 
     async def _stop_orchestrator(self) -> None:
         """The end of the soak: Ctrl-C, so that the run stops at a step boundary with a checkpoint."""
@@ -353,6 +361,8 @@ class Soak:
             proc = self.orchestrator
             if proc is None or proc.poll() is not None:
                 return {"skipped": "no orchestrator running"}
+            if not (self.run_dir / "checkpoints" / "orchestrator.pkl").exists():
+                return {"skipped": "no checkpoint yet to resume from"}  # only the warm-up is that short
             self.planned_exit = True
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -163,8 +163,9 @@ def orchestrator_recovery(history: list[Record]) -> Verdict:
     problems, rows = [], []
     crashes = of_type(history, "orchestrator_crash")
     for c in crashes:
-        tail = " ".join(c.get("log_tail", "").split()[-40:])
-        problems.append(f"the orchestrator (pid {c['pid']}) crashed with exit code {c['code']}: ...{tail}")
+        lines = [line.strip() for line in c.get("log_tail", "").splitlines() if line.strip()]
+        problems.append(f"the orchestrator (pid {c['pid']}) crashed with exit code {c['code']}: "
+                        f"{lines[-1] if lines else 'no log'}")
     starts = of_type(history, "orchestrator_start")
     progress = of_type(history, "progress")
     for start, end in faults(history):

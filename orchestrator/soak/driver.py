@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -153,7 +154,7 @@ class Soak:
         self.history.add("start", settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(s).items()},
                          group=fields, peers=self.names, node=node or node_why, cpp=cpp or cpp_why,
                          disk=f"tmpfs {s.disk_mb} MB" if self.mounted else no_disk, kinds=list(kinds),
-                         schedule=[f.record() for f in plan], argv=sys.argv)
+                         schedule=[f.record() for f in plan], argv=sys.argv[1:])
         (s.out / "logs").mkdir(exist_ok=True)
         started = time.time()
         try:
@@ -220,7 +221,7 @@ class Soak:
             return
         self.history.add("orchestrator_exit", pid=proc.pid, code=proc.returncode, planned=self.planned_exit)
         if not self.planned_exit:
-            tail = (self.s.out / "logs" / "orchestrator.log").read_text(errors="replace")[-1500:]
+            tail = _short_paths((self.s.out / "logs" / "orchestrator.log").read_text(errors="replace")[-1500:])
             self.history.add("orchestrator_crash", pid=proc.pid, code=proc.returncode, log_tail=tail)
             await asyncio.sleep(2.0)  # as a supervisor's restart backoff
         self.resumes += 1
@@ -376,6 +377,11 @@ class Soak:
                 filler.unlink(missing_ok=True)
             return {"filled_bytes": free}
         raise ValueError(f"unknown fault {kind}")
+
+
+def _short_paths(text: str) -> str:
+    """A traceback's file names without this machine's folders (the history is committed)."""
+    return re.sub(r'File "/(?:[^"/]+/)*([^"/]+/[^"/]+)"', r'File ".../\1"', text)
 
 
 def _status_step(address: str) -> int:

@@ -11,10 +11,12 @@ Two studies, each a list of (label, peers, steps, aggregation, reputation_lr) ru
   the median and the mean.
 
 Every finished run is appended to results/byzantine/seeds.jsonl (resumable: runs already there are
-skipped); `summary` prints mean and a 95% t-interval over seeds. Run from the repository root:
+skipped); `summary` prints mean and a 95% t-interval over seeds (kept as
+results/byzantine/seeds_summary.txt). The group is the test suite's (benchmarks/studies/byzantine.py).
+Run from the repository root:
 
-    PYTHONPATH=. .venv/bin/python results/byzantine/seeds.py collude_subtle paper_alpha
-    PYTHONPATH=. .venv/bin/python results/byzantine/seeds.py summary
+    PYTHONPATH=. .venv/bin/python benchmarks/studies/byzantine_seeds.py collude_subtle paper_alpha
+    PYTHONPATH=. .venv/bin/python benchmarks/studies/byzantine_seeds.py summary
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from tests.test_byzantine import ATTACKERS, HONEST, follow_rate, run_group_inproc
+from benchmarks.studies.byzantine import ATTACKERS, HONEST, follow_rate, run_group_inproc
 
 # Two-sided 95% Student t quantiles by degrees of freedom (scipy is not a dependency of peerlearn).
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-OUT = Path(__file__).with_name("seeds.jsonl")
+# The runs are data: they stay in results/, beside the summary docs/security.md quotes.
+OUT = Path(__file__).resolve().parents[2] / "results" / "byzantine" / "seeds.jsonl"
 COLLUDERS = [("learner", "collude:peer-3-collude"), ("learner", "collude:peer-2-collude")]
 PAPER_STEPS, PAPER_WINDOW = 30_000, 5_000
 SEEDS5, SELF = [0, 1, 2, 3, 4], [HONEST, HONEST, HONEST, ("learner", "self_promote")]

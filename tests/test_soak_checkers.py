@@ -184,3 +184,40 @@ def test_orphans_and_final_returns(tmp_path: Path) -> None:
     low = run_with(tmp_path / "low", 20.0)
     assert not checkers.final_returns(low / "run", same).ok
     assert not checkers.final_returns(soak / "run", same[:1]).ok  # one fault-free run has no CI
+
+
+def test_the_proxys_lossy_mode_delays_by_retransmission_timeouts_and_delivers_everything_in_order() -> None:
+    import asyncio
+    import time
+
+    from peerlearn.chaos import RTO_S, ChaosProxy
+
+    async def scenario() -> tuple[bytes, float, float]:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(1024):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        proxy = ChaosProxy(f"127.0.0.1:{server.sockets[0].getsockname()[1]}", seed=1)
+        reader, writer = await asyncio.open_connection(*(await proxy.start()).split(":"))
+        timings = []
+        got = b""
+        for mode, loss in (("pass", 0.0), ("lossy", 0.3)):
+            proxy.set_mode(mode)
+            proxy.loss_p = loss
+            t0 = time.perf_counter()
+            for k in range(4):
+                writer.write(bytes([k]))
+                await writer.drain()
+                got += await reader.readexactly(1)
+            timings.append(time.perf_counter() - t0)
+        writer.close()
+        await proxy.close()
+        server.close()
+        return got, timings[0], timings[1]
+
+    got, clean, lossy = asyncio.run(scenario())
+    assert got == bytes(range(4)) * 2  # nothing lost or reordered: only late
+    assert clean < RTO_S and lossy >= RTO_S  # 8 chunks at p = 0.3: some waited a timeout (seeded)

@@ -104,7 +104,7 @@ class Soak:
         self.data = s.out / "data"  # the run folder's disk (a tmpfs as root)
         self.run_dir = self.data / "run"
         self.mounted = False
-        self.orchestrator: subprocess.Popen | None = None
+        self.orchestrator: subprocess.Popen[bytes] | None = None
         self.orchestrator_pids: list[int] = []
         self.proxies: list[ChaosProxy] = []
         self.local: LocalPeers | None = None

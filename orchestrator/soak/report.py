@@ -30,8 +30,10 @@ def write(out: Path, baselines: list[Path], command: str = "") -> list[checkers.
     fault_rows = {r["fault"]: r for r in by_name["faulted peers ejected and re-admitted"].rows}
     node = start["node"] if start["node"] is not True else f"included (peer-{group['peers'] - 1})"
     lines = [f"# Soak: {start['settings']['minutes']:g} minutes of faults, seed {start['settings']['seed']}", ""]
-    if command:
-        lines += ["Made by:", "", "```", command, "```", ""]
+    made = "python -m orchestrator.soak " + " ".join(start.get("argv", []))
+    lines += ["Made by (from the repository root; `nice -n 5` in front here):", "", "```", made, "```", ""]
+    if command and command != made:
+        lines += ["Judged by:", "", "```", command, "```", ""]
     steps = [r["step"] for r in checkers.of_type(history, "group")]
     lines += [
         f"- started {_clock(start['t'])} UTC, ran {end[-1]['seconds'] if end else '?'} s; group steps reached: "

@@ -16,7 +16,7 @@ echo 10 > /proc/self/autogroup 2>/dev/null || true
 runs=${1:-runs}
 peerlearn=${PEERLEARN:-.venv/bin/peerlearn}
 if [ $# -ge 3 ]; then
-  EXACT_EVERY=10000 nice -n 10 results/authors-code/run.sh "$2" "$3" "$runs/authors-120k" 1 120000 "0 1 2 3 4" &
+  EXACT_EVERY=10000 nice -n 10 benchmarks/authors_code/run.sh "$2" "$3" "$runs/authors-120k" 1 120000 "0 1 2 3 4" &
   authors=$!
 fi
 for grid in room21-120k room21-compat room21-av-rate room21-adversary-60k room21-group-size-30k pendulum-10k hopper-20k; do
@@ -24,6 +24,6 @@ for grid in room21-120k room21-compat room21-av-rate room21-adversary-60k room21
 done
 if [ -n "${authors:-}" ]; then
   wait "$authors" || true
-  .venv/bin/python results/authors-code/to_runs.py "$runs/authors-120k" results/authors-120k 120000
+  .venv/bin/python benchmarks/authors_code/to_runs.py "$runs/authors-120k" results/authors-120k 120000
 fi
 .venv/bin/python -m orchestrator.experiments.page

@@ -82,8 +82,8 @@ EXPERIMENTS = [
         ),
         commands=[
             "peerlearn sweep --grid configs/experiments/room21-120k.toml --jobs 2 --nice 10",
-            "EXACT_EVERY=10000 results/authors-code/run.sh AUTHORS_CHECKOUT AUTHORS_PYTHON runs/authors-120k 1 "
-            "120000 \"0 1 2 3 4\" && python results/authors-code/to_runs.py runs/authors-120k "
+            "EXACT_EVERY=10000 benchmarks/authors_code/run.sh AUTHORS_CHECKOUT AUTHORS_PYTHON runs/authors-120k 1 "
+            "120000 \"0 1 2 3 4\" && python benchmarks/authors_code/to_runs.py runs/authors-120k "
             "results/authors-120k 120000",
         ],
         folders=["results/room21-120k/runs", "results/authors-120k/runs"],

@@ -1,7 +1,7 @@
 """Turn the authors' code runs (run.sh's `<condition>-s<seed>.csv`: peer, own step, exact return) into
 run folders that `peerlearn report` reads like its own, so both codes sit in one table:
 
-    python results/authors-code/to_runs.py OUT_DIR RESULTS_DIR STEPS
+    python benchmarks/authors_code/to_runs.py OUT_DIR RESULTS_DIR STEPS
     peerlearn report results/room21-120k/runs RESULTS_DIR/runs --out ...
 
 Each run becomes RESULTS_DIR/runs/room-21-authors-<condition>-s<seed>/ with a config.toml (task,

@@ -1,6 +1,6 @@
 """Summarise the authors' code runs (run.sh) with peerlearn's report statistics, as a Markdown table.
 
-    python results/authors-code/summarize.py OUT_DIR > results/authors-code/report.md
+    python benchmarks/authors_code/summarize.py OUT_DIR > results/authors-code/report.md
 
 Per run: the exact evaluations (step 1 ~ 0, then every 1,000 own steps) of each peer; avg return =
 the mean over a peer's evaluations (the paper's metric), averaged over the run's learners; final =

@@ -4,7 +4,7 @@
 # and the output folder. Budgets of 10,000 steps and more keep their default 10,000-step turns
 # (--min-epoch-length 10000); below that a turn would be longer than the budget and nothing would
 # train (silently), so smaller budgets use --min-epoch-length 0 (one turn per peer).
-# Usage: results/authors-code/run.sh AUTHORS_CHECKOUT AUTHORS_VENV_PYTHON OUT_DIR [JOBS [STEPS [SEEDS]]]
+# Usage: benchmarks/authors_code/run.sh AUTHORS_CHECKOUT AUTHORS_VENV_PYTHON OUT_DIR [JOBS [STEPS [SEEDS]]]
 #   STEPS: env steps per peer (default 5000); SEEDS: e.g. "0 1 2" (default "0 1 2 3 4").
 #   The exact evaluation runs every EXACT_EVERY own steps (environment, default 1000).
 set -euo pipefail

@@ -43,3 +43,18 @@ def test_a_lazy_import_that_breaks_the_architecture_is_caught(tmp_path: Path, mo
         f.write(f"\n\ndef _added_by_the_test() -> None:\n    {lazy_import}  # noqa\n")
     result = _lint(tmp_path)
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-3000:]
+
+
+# Data, reports and pictures: what a run or a study made. Code in results/ would sit outside the contracts.
+DATA_SUFFIXES = {".csv", ".json", ".jsonl", ".toml", ".md", ".txt", ".png"}
+
+
+def test_results_hold_data_not_code() -> None:
+    """results/ holds what the experiments made; the code that makes it lives with them, under the
+    contracts (orchestrator/experiments/, benchmarks/: the studies, the authors' code beside ours)."""
+    listed = subprocess.run(["git", "ls-files", "results"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: no file list to scan")
+    assert listed.stdout, "git lists nothing under results/: the scan reads what it should"
+    other = [path for path in listed.stdout.splitlines() if Path(path).suffix not in DATA_SUFFIXES]
+    assert not other, f"not data, in results/: {other}"

@@ -5,11 +5,11 @@
 # them as they come). The authors' code runs beside it when its checkout and venv are given.
 # Starting it while an earlier one still runs is safe: every run (ours and the authors') is held by
 # one invocation, and the other skips it.
-# Usage (repository root): results/run_evidence.sh [RUNS_DIR [AUTHORS_CHECKOUT AUTHORS_PYTHON]]
+# Usage (repository root): orchestrator/experiments/run_evidence.sh [RUNS_DIR [AUTHORS_CHECKOUT AUTHORS_PYTHON]]
 #   RUNS_DIR: where run folders and checkpoints go (default runs/; keep it outside the checkout if
 #   the checkout may be laid anew between sessions).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root: the paths below are relative to it
 # Low priority against interactive work on the machine: with autogroup scheduling niceness counts only
 # inside a session, so this session's autogroup gets it too (a no-op where the kernel has none).
 echo 10 > /proc/self/autogroup 2>/dev/null || true

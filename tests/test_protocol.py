@@ -116,11 +116,16 @@ def test_save_and_load_checkpoint(stubs) -> None:  # type: ignore[no-untyped-def
     saved = stub.Save(pb.SaveRequest(step_id=last + 20), timeout=TIMEOUT)
     assert saved.tag == f"step-{last + 20}"
     assert code_of(stub.Save, pb.SaveRequest(step_id=last + 3)) == grpc.StatusCode.FAILED_PRECONDITION
-    stub.Reset(pb.ResetRequest(), timeout=TIMEOUT)
-    stub.Step(pb.StepRequest(step_id=last + 21), timeout=TIMEOUT)
+    first = stub.Step(pb.StepRequest(step_id=last + 21), timeout=TIMEOUT)
     loaded = stub.Load(pb.LoadRequest(), timeout=TIMEOUT)
     assert loaded.tag == saved.tag and loaded.last_step_id == last + 20
-    assert code_of(stub.Step, pb.StepRequest(step_id=last + 21)) == grpc.StatusCode.FAILED_PRECONDITION  # Reset first
+    # The checkpoint keeps the episode (exact resume): the step after Load is the step made after Save
+    # again, executed afresh (the replay memory does not survive Load), with the same action and outcome.
+    assert stub.GetInfo(pb.GetInfoRequest(), timeout=TIMEOUT).episode_active
+    again = stub.Step(pb.StepRequest(step_id=last + 21), timeout=TIMEOUT)
+    assert not again.replayed and again.step_id == last + 21
+    assert again.next_observation == first.next_observation and again.reward == first.reward
+    assert again.action == first.action
     assert code_of(stub.Load, pb.LoadRequest(tag="nope")) == grpc.StatusCode.NOT_FOUND
     assert code_of(stub.Load, pb.LoadRequest(tag="../etc")) == grpc.StatusCode.INVALID_ARGUMENT
 

@@ -14,6 +14,12 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-
 authors=$1; python=$2; out=$3; jobs=${4:-2}; steps=${5:-5000}; seeds=${6:-0 1 2 3 4}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out"
+# Provenance, so that a reader can audit that the numbers came from the authors' code: the checkout's
+# commit as git reads it (and whether it was modified), and the venv's packages. to_runs.py copies
+# these, each run's exact command line and its raw CSV next to the converted run.
+{ echo "commit $(git -C "$authors" rev-parse HEAD)"; echo "remote $(git -C "$authors" remote get-url origin 2>/dev/null || echo none)"
+  echo "modified files: $(git -C "$authors" status --porcelain | wc -l)"; } > "$out/checkout.txt"
+"$python" -m pip freeze > "$out/pip-freeze.txt"
 if [ "$steps" -ge 10000 ]; then min_epoch=10000; else min_epoch=0; fi
 common=(--env Room-v21 --env_args --batch-size 256 --buffer-size 300000 --steps "$steps" --buffer-start-size 100
         --gamma 0.99 --gradient_steps 8 --tau 0.02 --train_freq 8 --net-arch 256 256 --follow-steps 10
@@ -35,9 +41,10 @@ run() {  # condition seed
   flock -n 9 || return 0
   [ -s "$out/$condition-s$seed.csv" ] && return 0   # finished while this one waited for the lock
   rm -f "$out/$condition-s$seed.csv.part"
-  "$python" "$here/run_exact_eval.py" "$authors" "$out/$condition-s$seed.csv.part" -- \
-    --save-name "room21-$condition" --job_id "$seed" --seed "$seed" "${common[@]}" "${extra[@]}" \
-    > "$out/$condition-s$seed.log" 2>&1
+  local cmd=("$python" "$here/run_exact_eval.py" "$authors" "$out/$condition-s$seed.csv.part" --
+             --save-name "room21-$condition" --job_id "$seed" --seed "$seed" "${common[@]}" "${extra[@]}")
+  printf '%q ' "${cmd[@]}" > "$out/$condition-s$seed.cmd"
+  "${cmd[@]}" > "$out/$condition-s$seed.log" 2>&1
   mv "$out/$condition-s$seed.csv.part" "$out/$condition-s$seed.csv"
 }
 # Seed-major order, so that a budget cut short leaves as many peer runs as single runs.

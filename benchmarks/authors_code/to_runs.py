@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -39,7 +40,34 @@ def convert(run_csv: Path, results: Path, steps: int) -> Path:
         lines = ["step,time,mean_return,std_return,episodes,exact,returns"]
         lines += [f"{s},0,{v:.6g},0,80,1," for s, v in sorted(points)]
         (peer_dir / "evaluations.csv").write_text("\n".join(lines) + "\n")
+    keep_provenance(run_csv, run_dir / "provenance")
     return run_dir
+
+
+def keep_provenance(run_csv: Path, target: Path) -> None:
+    """What lets a reader audit the run (run.sh writes it): the raw CSV the authors' code wrote, the exact
+    command line, the checkout's commit and the venv's packages. The command names this machine's folders,
+    so they are replaced by placeholders (AUTHORS_CHECKOUT, OUT_DIR, ...). Runs made before run.sh kept
+    these have none; nothing is invented for them."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_csv, target / "raw.csv")
+    kept = ((run_csv.with_suffix(".cmd"), "command.txt"), (run_csv.parent / "checkout.txt", "checkout.txt"),
+            (run_csv.parent / "pip-freeze.txt", "pip-freeze.txt"))
+    for source, name in kept:
+        if source.exists():
+            text = source.read_text()
+            if name == "command.txt":
+                text = anonymise(text, run_csv.parent)
+            (target / name).write_text(text)
+
+
+def anonymise(command: str, out: Path) -> str:
+    """The command with the machine's folders replaced: the output folder, the home folder, the checkout."""
+    words = command.split()
+    if len(words) > 3:  # python run_exact_eval.py AUTHORS_CHECKOUT PART_CSV -- ...
+        command = command.replace(words[0], "AUTHORS_PYTHON").replace(words[2], "AUTHORS_CHECKOUT")
+        command = command.replace(str(Path(words[1]).parent), "benchmarks/authors_code")
+    return command.replace(str(out.resolve()), "OUT_DIR").replace(str(out), "OUT_DIR").replace(str(Path.home()), "~")
 
 
 def main() -> None:

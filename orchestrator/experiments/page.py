@@ -61,6 +61,14 @@ def grid_runs(grid: str) -> list[str]:
     return [c.name for c in load_grid(ROOT / grid).configs()]
 
 
+def declared_experiment(grid: str, **fields: object) -> Experiment:
+    """An experiment whose grid file declares its claims: its key, command, folder and expected runs come
+    from the grid file (`results`), the rest (title, label, intro, order, ...) from `fields`."""
+    results = load_grid(ROOT / grid).results
+    return Experiment(key=Path(results).name, commands=[f"peerlearn sweep --grid {grid} --jobs 2 --nice 10"],
+                      folders=[f"{results}/runs"], expected=grid_runs(grid), grid=grid, **fields)  # type: ignore[arg-type]
+
+
 def authors_runs(seeds: list[int]) -> list[str]:
     return [f"room-21-authors-{c}-s{s}" for c in ("peer", "single") for s in seeds]
 
@@ -150,8 +158,8 @@ EXPERIMENTS = [
             ("adversarial_mean", "single", "the same, with the paper's pooled-mean agent values"),
         ],
     ),
-    Experiment(
-        key="room21-choice-adversary-60k",
+    declared_experiment(
+        "configs/experiments/room21-choice-adversary-60k.toml",
         example_run="room-21-trust-s0",
         title="Whom to follow with an adversary among the advisers, with controls, 60,000 env steps per peer",
         label="Room-21, adversary with controls, 60k",
@@ -163,15 +171,11 @@ EXPERIMENTS = [
             "adversary (`pair`), which says what the adversary costs. The claims were declared in the grid file "
             "before any run (docs/algorithm.md, \"Whom to follow\", describes the rules)."
         ),
-        commands=["peerlearn sweep --grid configs/experiments/room21-choice-adversary-60k.toml --jobs 2 --nice 10"],
-        folders=["results/room21-choice-adversary-60k/runs"],
-        expected=grid_runs("configs/experiments/room21-choice-adversary-60k.toml"),
         order=["trust", "trust_mean", "trust_fixed", "thompson", "random", "pair"],
-        grid="configs/experiments/room21-choice-adversary-60k.toml",
         onset=("adversary", 1 / 6, False, "below 1/(2N) = 0.167"),
     ),
-    Experiment(
-        key="room21-expert-30k",
+    declared_experiment(
+        "configs/experiments/room21-expert-30k.toml",
         example_run="room-21-trust-s0",
         title="An expert among novices: whom to follow, 30,000 env steps per peer",
         label="Room-21, an expert among novices, 30k",
@@ -182,15 +186,11 @@ EXPERIMENTS = [
             "evaluated). The question besides the claims: from which step does the expert get more than half of "
             "the learners' executed actions, and keep it? The claims were declared in the grid file before any run."
         ),
-        commands=["peerlearn sweep --grid configs/experiments/room21-expert-30k.toml --jobs 2 --nice 10"],
-        folders=["results/room21-expert-30k/runs"],
-        expected=grid_runs("configs/experiments/room21-expert-30k.toml"),
         order=["trust", "trust_fixed", "thompson", "random", "single"],
-        grid="configs/experiments/room21-expert-30k.toml",
         onset=("expert", 0.5, True, "above 1/2"),
     ),
-    Experiment(
-        key="room21-lone-learner-30k",
+    declared_experiment(
+        "configs/experiments/room21-lone-learner-30k.toml",
         example_run="room-21-sole-s0",
         title="A lone learner beside an expert: the self-vote fix, 30,000 env steps per peer",
         label="Room-21, a lone learner beside an expert, 30k",
@@ -201,15 +201,11 @@ EXPERIMENTS = [
             "the paper's pooled mean; `random` is random advice. The claims were declared in the grid file "
             "before any run."
         ),
-        commands=["peerlearn sweep --grid configs/experiments/room21-lone-learner-30k.toml --jobs 2 --nice 10"],
-        folders=["results/room21-lone-learner-30k/runs"],
-        expected=grid_runs("configs/experiments/room21-lone-learner-30k.toml"),
         order=["sole", "never", "mean", "random"],
-        grid="configs/experiments/room21-lone-learner-30k.toml",
         onset=("expert", 0.5, True, "above 1/2"),
     ),
-    Experiment(
-        key="room21-mixed-skill-60k",
+    declared_experiment(
+        "configs/experiments/room21-mixed-skill-60k.toml",
         example_run="room-21-trust-s0",
         title="Mixed skill: a weaker and a stronger learner, 60,000 env steps per peer",
         label="Room-21, mixed skill, 60k",
@@ -220,11 +216,7 @@ EXPERIMENTS = [
             "alone. The primary claims are about the weaker learner's own return (peer-0's paper metric); "
             "they were declared in the grid file before any run."
         ),
-        commands=["peerlearn sweep --grid configs/experiments/room21-mixed-skill-60k.toml --jobs 2 --nice 10"],
-        folders=["results/room21-mixed-skill-60k/runs"],
-        expected=grid_runs("configs/experiments/room21-mixed-skill-60k.toml"),
         order=["trust", "trust_fixed", "thompson", "random", "weak_alone"],
-        grid="configs/experiments/room21-mixed-skill-60k.toml",
     ),
     Experiment(
         key="room21-group-size-30k",

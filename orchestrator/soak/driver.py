@@ -80,9 +80,20 @@ class SoakSettings:
     run_fields: dict[str, object] = field(default_factory=dict)
 
 
+def _from_here(command: str) -> str:
+    """The command with the repository's folder relative to the working directory, as the configs
+    write it (the peers start there; the history and config.toml name no folder of this machine)."""
+    try:
+        return command.replace(str(ROOT) + "/", str(ROOT.relative_to(Path.cwd())).removeprefix(".") + "/"
+                               if ROOT != Path.cwd() else "")
+    except ValueError:
+        return command
+
+
 def group_config(s: SoakSettings, node: bool, cpp: bool) -> dict[str, object]:
     """The group's settings (config.toml of the orchestrator, and the peers' flags)."""
-    commands = [""] * s.python_peers + ([NODE_COMMAND] if node else []) + ([CPP_COMMAND] if cpp else [])
+    commands = ([""] * s.python_peers + ([_from_here(NODE_COMMAND)] if node else [])
+                + ([_from_here(CPP_COMMAND)] if cpp else []))
     roles = ["learner"] * (s.python_peers + int(node)) + (["expert"] if cpp else [])
     fields: dict[str, object] = {
         "task": "room-6", "peers": len(commands), "steps": s.steps, "seed": s.seed, "roles": roles,

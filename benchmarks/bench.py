@@ -19,9 +19,11 @@ import csv
 import json
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import numpy as np
 
@@ -185,7 +187,8 @@ async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
             group = await Group.connect(clients, RunConfig(task=task, peers=2, status_port=-1))
             await group.reset()
             info = group.members[0].info
-            obs_dim = int(np.prod(info.observation_space.shape))
+            # (a Box observation space has a shape; gymnasium types it Optional)
+            obs_dim = int(np.prod(info.observation_space.shape))  # type: ignore[arg-type]
             # What SB3's ReplayBuffer keeps per transition: observation and next observation (float32),
             # the action (int64 for Discrete, float32 per dimension for Box), reward, done and timeout.
             action_bytes = 4 * int(np.prod(info.action_space.shape)) if info.action_space.shape else 8
@@ -207,7 +210,7 @@ async def memory(task: str, steps: int, every: int) -> list[dict[str, object]]:
     return rows
 
 
-def print_table(rows: list[dict[str, object]], title: str) -> None:
+def print_table(rows: Sequence[Mapping[str, object]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -219,7 +222,7 @@ def print_table(rows: list[dict[str, object]], title: str) -> None:
     Console().print(table)
 
 
-def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+def write_csv(rows: Sequence[Mapping[str, object]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -230,6 +233,7 @@ def write_csv(rows: list[dict[str, object]], path: Path) -> None:
 async def run_benchmarks(which: list[str], task: str, ns: list[int], steps: int, out: Path,
                          authors: Path | None = None, authors_python: str | None = None) -> None:
     cores = usable_cores()
+    rows: list[dict[str, Any]]  # one table after another, each row's values of mixed types
     if "overhead" in which:
         rows = []
         for training in (False, True):

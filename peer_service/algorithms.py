@@ -22,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch as th
+
+if TYPE_CHECKING:  # for the annotations only: SB3 is imported where an algorithm is used
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 Model = Any  # an SB3 OffPolicyAlgorithm (typed loosely: sb3-contrib's classes share no stricter base)
 
@@ -58,7 +61,7 @@ class Algorithm:
     q_table: Callable[[Model, th.Tensor], th.Tensor] | None = None  # discrete: Q of every action
     critic: Callable[[Model, th.Tensor, th.Tensor], th.Tensor] | None = None  # continuous: Q(s, scaled a)
 
-    def load(self) -> type:
+    def load(self) -> type[BaseAlgorithm]:
         try:
             return getattr(import_module(self.module), self.name)
         except ImportError as err:  # sb3-contrib is optional

@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -113,7 +114,8 @@ class MemoryBoard:
             board.popitem(last=False)
 
     def lookup(self, peer_id: str, key: bytes) -> int | bytes | None:
-        return _BOARD.get(peer_id, {}).get(key)
+        board = _BOARD.get(peer_id)
+        return None if board is None else board.get(key)
 
 
 class DirectoryBoard:
@@ -181,8 +183,8 @@ class Attack:
         # promoted only when every remembered occurrence followed a promoted peer.
         self.transitions: OrderedDict[tuple[bytes, bytes], set[str]] = OrderedDict()
         self._own_suggestion: tuple[bytes, int | bytes] | None = None
-        promotes = spec.mode in ("self_promote", "collude") and spec.param
-        self.promote = float(spec.param) if promotes else 1000.0
+        promotes = spec.mode in ("self_promote", "collude")
+        self.promote = float(spec.param) if promotes and spec.param else 1000.0
 
     @property
     def mode(self) -> str:
@@ -226,6 +228,7 @@ class Attack:
         space = self.action_space  # drawn from the attack's own seeded generator: runs stay reproducible
         if isinstance(space, gym.spaces.Discrete):
             return (space.start + self.rng.integers(space.n, size=n)).astype(honest.dtype)
+        space = cast(gym.spaces.Box, space)  # the spaces a peer carries: Discrete or Box (envs.check_spaces)
         low, high = np.nan_to_num(space.low, neginf=-1.0), np.nan_to_num(space.high, posinf=1.0)
         return self.rng.uniform(low, high, size=(n, *space.shape)).astype(honest.dtype)
 
@@ -241,6 +244,7 @@ class Attack:
                             dtype=np.int64)
         if isinstance(space, gym.spaces.Discrete):
             return ((honest - space.start + space.n // 2) % space.n + space.start).astype(honest.dtype)
+        space = cast(gym.spaces.Box, space)  # Discrete or Box (envs.check_spaces)
         return np.clip(space.low + space.high - honest, space.low, space.high).astype(honest.dtype)
 
     def _garbage_actions(self, honest: np.ndarray) -> np.ndarray:
@@ -257,7 +261,7 @@ class Attack:
         if kind == "bounds":
             if isinstance(space, gym.spaces.Discrete):
                 return np.full(shape, int(space.start + space.n + 7), dtype=np.int64)
-            far = 10.0 * float(np.max(np.abs(np.nan_to_num(space.high)))) + 10.0
+            far = 10.0 * float(np.max(np.abs(np.nan_to_num(cast(gym.spaces.Box, space).high)))) + 10.0
             return np.full(shape, far, dtype=np.float32)
         # dtype: floats for a discrete space, integers for a box
         if isinstance(space, gym.spaces.Discrete):

@@ -112,7 +112,8 @@ class SB3Learner:
         self.preset = preset
         self.total_steps = max(int(total_steps), 1)
         self.algorithm = algorithm(preset.algo)
-        kwargs = model_arguments(preset, int(np.prod(env.action_space.shape)))
+        # (the spaces a peer carries, Box and Discrete, have a shape; gymnasium types it Optional)
+        kwargs = model_arguments(preset, int(np.prod(env.action_space.shape)))  # type: ignore[arg-type]
         # A buffer larger than the run only costs memory; results are identical up to the budget.
         kwargs["buffer_size"] = max(min(preset.buffer_size, self.total_steps), preset.batch_size)
         self.model: Any = self.algorithm.load()(env=env, seed=seed, device="cpu", verbose=0, **kwargs)

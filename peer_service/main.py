@@ -60,7 +60,8 @@ def declared_settings() -> DeclaredSettings:
         for f in fields(cls):
             name = PUBLIC.get(f.name, f.name)
             types_[name], helps[name] = f.type, docs.get(f.name, "")
-            defaults[name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            # every setting has a default or a default_factory (dataclasses types the latter as maybe MISSING)
+            defaults[name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[operator]
     return DeclaredSettings(types_, helps, defaults)
 
 

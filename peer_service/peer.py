@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import pickle
 import platform
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -112,9 +112,10 @@ class Peer:
 
     # ------------------------------------------------------------------ handshake
     def info(self) -> PeerInfo:
-        learns = self.learner is not None
-        if learns:
-            implementation = f"sb3.{self.learner.preset.algo}"
+        learner = self.learner
+        learns = learner is not None
+        if learner is not None:
+            implementation = f"sb3.{learner.preset.algo}"
         elif self.adviser is not None:
             implementation = f"sb3.{self.adviser.name}.frozen"
         else:
@@ -132,8 +133,8 @@ class Peer:
             capabilities=Capabilities(advises=True, evaluates=self.adviser is None, acts=learns, learns=learns,
                                       values_in_step=learns and not self.config.overlap_training,
                                       checkpoints=learns and bool(self.config.checkpoint_dir)),
-            gamma=self.learner.preset.gamma if learns else SCRIPTED_GAMMA,
-            warmup_steps=self.learner.preset.learning_starts if learns else 0,
+            gamma=learner.preset.gamma if learner is not None else SCRIPTED_GAMMA,
+            warmup_steps=learner.preset.learning_starts if learner is not None else 0,
             last_step_id=self.last_step_id, episode_active=self.observation is not None)
 
     # ------------------------------------------------------------------ advice and critic
@@ -192,7 +193,7 @@ class Peer:
         return as_wire_observation(self.observation), self.last_step_id
 
     def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-             next_observation_rows: Sequence[int] = ()) -> StepResult:
+             next_observation_rows: Collection[int] = ()) -> StepResult:
         """Execute one env step (and its gradient steps). With v_states, also value them afterwards, the
         step's own true next observation in place of `next_observation_rows` (capabilities.values_in_step)."""
         learner = self._require_learner("Step")
@@ -259,7 +260,7 @@ class Peer:
         self.settle()
         room = unwrap_room(self.eval_env)
         exact = episodes == 0 and room is not None
-        if exact:
+        if exact and room is not None:  # (room again: mypy does not narrow through `exact`)
             starts: list[dict[str, Any] | None] = [{"goal_index": k} for k in range(room.num_goals)]
         else:
             starts = [None] * (episodes or DEFAULT_EVAL_EPISODES)

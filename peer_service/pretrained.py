@@ -14,12 +14,15 @@ from __future__ import annotations
 import inspect
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from peer_service.algorithms import ALGORITHMS, algorithm
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 # On-policy algorithms a frozen adviser may come from (their zips name only a shared policy class).
 ON_POLICY = {"PPO": "stable_baselines3", "A2C": "stable_baselines3", "TRPO": "sb3_contrib",
@@ -60,7 +63,7 @@ def load_model(path: str | Path, algo: str | None = None, env: gym.Env | None = 
                          "task's second)") from err
 
 
-def model_class(name: str) -> type:
+def model_class(name: str) -> type[BaseAlgorithm]:
     """The SB3 / sb3-contrib class of an algorithm name, on-policy ones included."""
     on_policy = next((k for k in ON_POLICY if k.lower() == name.lower()), None)
     return getattr(import_module(ON_POLICY[on_policy]), on_policy) if on_policy else algorithm(name).load()

@@ -172,7 +172,7 @@ async def serve(peer: Peer, host: str = "127.0.0.1", port: int = 0, port_file: s
     log.info("peer %s serving %s on %s:%d (%s%s%s)", peer.config.peer_id, peer.env_id, host, bound,
              "mutual TLS" if security.require_client_cert else "TLS" if security.tls else "plaintext",
              ", bearer token" if security.tokens else "",
-             f", attack {peer.attack.spec}" if getattr(peer, "attack", None) else "")
+             f", attack {attack.spec}" if (attack := getattr(peer, "attack", None)) else "")
     log.info("peer %s: gradient steps %s", peer.config.peer_id,
              "overlap the next round (overlap_training)" if peer.config.overlap_training else "run inside Step")
     if port_file:

@@ -7,6 +7,7 @@ them to and from `peerlearn.v1` protobufs, all of it in peerlearn/wire.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -29,8 +30,8 @@ class PeerInfo:
     language: str
     implementation: str
     env_id: str
-    observation_space: gym.Space
-    action_space: gym.Space
+    observation_space: gym.Space[Any]
+    action_space: gym.Space[Any]
     capabilities: Capabilities
     gamma: float = 0.99
     warmup_steps: int = 0

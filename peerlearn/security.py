@@ -170,7 +170,8 @@ class ServerSecurity:
     def credentials(self) -> grpc.ServerCredentials | None:
         if not self.tls:
             return None
-        return grpc.ssl_server_credentials([(_read(self.tls_key), _read(self.tls_cert))],
+        # check() has made sure that a certificate comes with its key
+        return grpc.ssl_server_credentials([(_read(self.tls_key), _read(self.tls_cert))],  # type: ignore[list-item]
                                            root_certificates=_read(self.tls_ca),
                                            require_client_auth=self.require_client_cert)
 
@@ -206,14 +207,16 @@ def _wrap_handler(handler: grpc.RpcMethodHandler,
     kw = dict(request_deserializer=handler.request_deserializer,
               response_serializer=handler.response_serializer)
     if handler.unary_unary:
-        inner_uu = handler.unary_unary
+        # Under grpc.aio the behaviours are coroutine (or async generator) functions; the stubs type
+        # grpc.RpcMethodHandler for the thread-pool server only.
+        inner_uu: Any = handler.unary_unary
 
         async def uu(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await check(context)
             return await inner_uu(request, context)
         return grpc.unary_unary_rpc_method_handler(uu, **kw)
     if handler.stream_stream:
-        inner_ss = handler.stream_stream
+        inner_ss: Any = handler.stream_stream
 
         async def ss(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             await check(context)
@@ -221,14 +224,14 @@ def _wrap_handler(handler: grpc.RpcMethodHandler,
                 yield reply
         return grpc.stream_stream_rpc_method_handler(ss, **kw)
     if handler.unary_stream:
-        inner_us = handler.unary_stream
+        inner_us: Any = handler.unary_stream
 
         async def us(request: Any, context: grpc.aio.ServicerContext) -> Any:
             await check(context)
             async for reply in inner_us(request, context):
                 yield reply
         return grpc.unary_stream_rpc_method_handler(us, **kw)
-    inner_su = handler.stream_unary
+    inner_su: Any = handler.stream_unary
 
     async def su(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         await check(context)
@@ -357,8 +360,9 @@ class _TokenMixin:
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(details.metadata or []) + [self.header]
-        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
-                                          details.wait_for_ready)
+        # grpc.aio takes the metadata as any sequence of pairs (the stubs ask for a grpc.aio.Metadata)
+        return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata,  # type: ignore[arg-type]
+                                          details.credentials, details.wait_for_ready)
 
 
 class TokenClientInterceptor(_TokenMixin, grpc.aio.UnaryUnaryClientInterceptor):

@@ -207,9 +207,10 @@ def parser_for(annotation: Any) -> Callable[[str, str], Any]:
 def check_type(value: Any, annotation: Any, where: str) -> Any:
     """A value read from TOML, checked against its field's type (ints are accepted for floats)."""
     kind = parser_for(annotation)
-    expected = {parse_bool: (bool, "true or false"), parse_int: (int, "an integer"),
-                parse_float: ((int, float), "a number"), parse_list: (list, "a list"),
-                parse_table: (dict, "a table")}.get(kind, (str, "a string"))
+    kinds: dict[Callable[[str, str], Any], tuple[type | tuple[type, ...], str]] = {
+        parse_bool: (bool, "true or false"), parse_int: (int, "an integer"), parse_float: ((int, float), "a number"),
+        parse_list: (list, "a list"), parse_table: (dict, "a table")}
+    expected = kinds.get(kind, (str, "a string"))
     ok = isinstance(value, expected[0]) and not (kind is not parse_bool and isinstance(value, bool))
     if not ok:
         raise UserError(f"{where}: expected {expected[1]}, got {value!r}")

@@ -9,6 +9,7 @@ building blocks"). Decoding validates everything a hostile or buggy sender can g
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,7 +21,7 @@ MAX_ELEMENTS = 1 << 22
 # Most dimensions a tensor may have (numpy's own limit is 64).
 MAX_DIMS = 32
 
-_DTYPE_TO_NUMPY = {
+_DTYPE_TO_NUMPY: dict[pb.DType, np.dtype[Any]] = {
     pb.DTYPE_FLOAT32: np.dtype("<f4"),
     pb.DTYPE_FLOAT64: np.dtype("<f8"),
     pb.DTYPE_INT32: np.dtype("<i4"),
@@ -69,7 +70,7 @@ def from_tensor(tensor: pb.Tensor, name: str = "tensor", max_elements: int = MAX
     return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
 
 
-def space_to_proto(space: gym.Space) -> pb.Space:
+def space_to_proto(space: gym.Space[Any]) -> pb.Space:
     if isinstance(space, gym.spaces.Discrete):
         return pb.Space(discrete=pb.DiscreteSpace(n=int(space.n), start=int(space.start)))
     if isinstance(space, gym.spaces.Box):
@@ -79,7 +80,7 @@ def space_to_proto(space: gym.Space) -> pb.Space:
     raise TypeError(f"unsupported space {space!r}: peerlearn.v1 carries Box and Discrete spaces")
 
 
-def space_from_proto(space: pb.Space) -> gym.Space:
+def space_from_proto(space: pb.Space) -> gym.Space[Any]:
     kind = space.WhichOneof("kind")
     if kind == "discrete":
         if space.discrete.n <= 0:
@@ -96,10 +97,10 @@ def space_from_proto(space: pb.Space) -> gym.Space:
     raise WireError("space has neither box nor discrete set")
 
 
-def spaces_equal(a: gym.Space, b: gym.Space) -> bool:
+def spaces_equal(a: gym.Space[Any], b: gym.Space[Any]) -> bool:
     """Same kind, shape and bounds (dtype differences are tolerated: values are converted)."""
     if isinstance(a, gym.spaces.Discrete) and isinstance(b, gym.spaces.Discrete):
-        return a.n == b.n and a.start == b.start
+        return bool(a.n == b.n and a.start == b.start)  # numpy integers compare to numpy bools
     if isinstance(a, gym.spaces.Box) and isinstance(b, gym.spaces.Box):
         return (a.shape == b.shape and np.array_equal(a.low.astype(np.float64), b.low.astype(np.float64))
                 and np.array_equal(a.high.astype(np.float64), b.high.astype(np.float64)))

@@ -4,6 +4,8 @@ raises `WireError` with what was expected and what came."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
@@ -13,14 +15,14 @@ from peerlearn.tensors import WireError
 MAX_BATCH = 4096
 
 
-def empty_batch(space: gym.Space) -> np.ndarray:
+def empty_batch(space: gym.Space[Any]) -> np.ndarray:
     """A batch of no rows of `space`: what an unset batch field of a request or a reply stands for
     (int64 for a Discrete space, whose shape is (), else float32)."""
     shape = tuple(space.shape or ())
     return np.zeros((0, *shape), dtype=np.float32 if shape else np.int64)
 
 
-def check_states(states: np.ndarray, space: gym.Space, name: str) -> np.ndarray:
+def check_states(states: np.ndarray, space: gym.Space[Any], name: str) -> np.ndarray:
     """A batch of observations: shape (B, *obs_shape), float, finite. Returns float32."""
     shape = space.shape or ()
     if states.ndim != 1 + len(shape) or tuple(states.shape[1:]) != tuple(shape):
@@ -38,7 +40,7 @@ def check_states(states: np.ndarray, space: gym.Space, name: str) -> np.ndarray:
     return as_float32
 
 
-def check_actions(actions: np.ndarray, space: gym.Space, batch: int | None, name: str) -> np.ndarray:
+def check_actions(actions: np.ndarray, space: gym.Space[Any], batch: int | None, name: str) -> np.ndarray:
     """A batch of actions (batch=None: one action). Returns int64 for Discrete, float32 for Box."""
     if isinstance(space, gym.spaces.Discrete):
         if not np.issubdtype(actions.dtype, np.integer):
@@ -64,7 +66,8 @@ def check_actions(actions: np.ndarray, space: gym.Space, batch: int | None, name
         tol = 1e-5
         if (actions < space.low - tol).any() or (actions > space.high + tol).any():
             raise WireError(f"{name}: action outside the bounds [{space.low.min()}, {space.high.max()}]")
-        return np.clip(actions, space.low, space.high).astype(np.float32)
+        clipped: np.ndarray = np.clip(actions, space.low, space.high)  # numpy's stubs: Any for Any bounds
+        return clipped.astype(np.float32)
     raise WireError(f"{name}: unsupported action space {space}")
 
 

@@ -13,9 +13,10 @@ INVALID_ARGUMENT (peer_service/validation.py:status_of). docs/protocol.md says w
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -121,15 +122,15 @@ def evaluate_request_to_proto(q_states: np.ndarray, q_actions: np.ndarray,
                               v_states=to_tensor(v_states))
 
 
-def evaluate_request_from_proto(msg: pb.EvaluateRequest, observation_space: gym.Space,
-                                action_space: gym.Space) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def evaluate_request_from_proto(msg: pb.EvaluateRequest, observation_space: gym.Space[Any],
+                                action_space: gym.Space[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(q_states, q_actions, v_states); an unset part is an empty batch of its space's shape (the peer
     checks the shapes)."""
     return (_batch(msg, "q_states", observation_space), _batch(msg, "q_actions", action_space),
             _batch(msg, "v_states", observation_space))
 
 
-def _batch(msg: pb.EvaluateRequest, name: str, space: gym.Space) -> np.ndarray:
+def _batch(msg: pb.EvaluateRequest, name: str, space: gym.Space[Any]) -> np.ndarray:
     if not msg.HasField(name):
         return empty_batch(space)
     return from_tensor(getattr(msg, name), name)
@@ -165,7 +166,7 @@ def reset_reply_from_proto(msg: pb.ResetReply) -> tuple[np.ndarray, int]:
 
 
 def step_request_to_proto(step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                          next_observation_rows: Sequence[int] = ()) -> pb.StepRequest:
+                          next_observation_rows: Collection[int] = ()) -> pb.StepRequest:
     msg = pb.StepRequest(step_id=step_id, next_observation_rows=[int(r) for r in next_observation_rows])
     if action is not None:  # unset: the peer acts on its own behaviour policy
         msg.action.CopyFrom(to_tensor(action))

@@ -40,7 +40,7 @@ def goals(size: int) -> list[np.ndarray]:
 
 
 def exact_return(model, env_id: str) -> float:  # noqa: ANN001
-    import gym
+    import gym  # type: ignore[import-not-found]  # the authors' venv's (gym 0.25.2), not ours
 
     returns = []
     for goal in goals(21):
@@ -64,10 +64,10 @@ def main() -> None:
     env_id = args[args.index("--env") + 1]
     sys.path.insert(0, authors_dir)
     os.chdir(authors_dir)
-    import callbacks
+    import callbacks  # type: ignore[import-not-found]  # their module, found on the path just set
 
     original = callbacks.PeerEvalCallback._on_step
-    peer_of = {}
+    peer_of: dict[int, int] = {}  # id of a callback -> the peer's index
 
     def on_step(self) -> bool:  # noqa: ANN001
         result = original(self)

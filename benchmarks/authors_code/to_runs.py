@@ -34,8 +34,8 @@ def convert(run_csv: Path, results: Path, steps: int) -> Path:
         f'task = "room-21"\nseed = {int(seed)}\npeers = {len(curves)}\nsteps = {steps}\nmode = "{mode}"\n'
         'code = "kramerlab/PeerLearning cc4d51d"\n')
     (run_dir / "summary.json").write_text(json.dumps({"source": str(run_csv.name)}) + "\n")
-    for peer, points in curves.items():
-        peer_dir = run_dir / "peers" / f"peer-{peer}"
+    for index, points in curves.items():
+        peer_dir = run_dir / "peers" / f"peer-{index}"
         peer_dir.mkdir(exist_ok=True)
         lines = ["step,time,mean_return,std_return,episodes,exact,returns"]
         lines += [f"{s},0,{v:.6g},0,80,1," for s, v in sorted(points)]

@@ -8,9 +8,10 @@ import asyncio
 import tracemalloc
 from pathlib import Path
 
-from benchmarks.bench import _inproc, _specs
+from benchmarks.bench import _specs
 from orchestrator.config import RunConfig
 from orchestrator.loop.group import Group
+from orchestrator.running.run import inproc_clients
 
 
 def rss_mib() -> float:
@@ -21,7 +22,7 @@ def rss_mib() -> float:
 
 
 async def main(steps: int = 40_000) -> None:
-    clients = _inproc(_specs("room-6", 2, 100, False, 0))
+    clients = inproc_clients(_specs("room-6", 2, 100, False, 0))
     config = RunConfig(task="room-6", peers=2, steps=10**9, status_port=-1, progress=False, transport="inproc")
     group = await Group.connect(clients, config)
     await group.reset()

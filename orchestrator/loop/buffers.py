@@ -5,6 +5,7 @@ fancy-index instead of a Python loop over a deque (the reference uses `random.sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,7 @@ class SuggestionBuffer:
         return {"obs": self.obs, "next_obs": self.next_obs, "followed": self.followed, "rewards": self.rewards,
                 "terminated": self.terminated, "size": self.size, "pos": self.pos}
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict[str, Any]) -> None:
         for key in ("obs", "next_obs", "followed", "rewards", "terminated"):
             getattr(self, key)[...] = state[key]
         self.size, self.pos = int(state["size"]), int(state["pos"])

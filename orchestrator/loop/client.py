@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection
 
 import numpy as np
 
@@ -42,8 +42,9 @@ class PeerClient(abc.ABC):
 
     @abc.abstractmethod
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_rows: Sequence[int] = ()) -> StepResult:
-        """v_states / next_observation_rows only for peers with capabilities.values_in_step."""
+                   next_observation_rows: Collection[int] = ()) -> StepResult:
+        """v_states / next_observation_rows only for peers with capabilities.values_in_step. The rows
+        are a Collection, not a Sequence: the loop sends a NumPy array of them (evidence.EvidenceDraw)."""
 
     @abc.abstractmethod
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult: ...
@@ -58,7 +59,7 @@ class PeerClient(abc.ABC):
         """grpc.health.v1 says SERVING (in-process peers are always healthy)."""
         return True
 
-    def redial(self) -> asyncio.Task | None:
+    def redial(self) -> asyncio.Task[None] | None:
         """Start a fresh connection: in place when this returns (calls made after it use it); closing
         the old one continues in the returned task. None in process (nothing to re-dial)."""
         return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class Evidence:
         return self.peer, str(self.kind), self.followed.copy(), self.targets.copy(), self.round
 
     @classmethod
-    def from_tuple(cls, saved: tuple) -> Evidence:
+    def from_tuple(cls, saved: tuple[Any, ...]) -> Evidence:
         """Inverse of as_tuple; also reads the 4-tuples of checkpoints written before `round` existed."""
         peer, kind, followed, targets, *rest = saved
         return cls(int(peer), Kind(kind), np.asarray(followed).copy(), np.asarray(targets).copy(),
@@ -79,7 +80,7 @@ class EvidenceLedger:
     def state(self) -> list[tuple[int, str, np.ndarray, np.ndarray, int]]:
         return [e.as_tuple() for e in self._deferred]
 
-    def restore(self, saved: list[tuple]) -> None:
+    def restore(self, saved: list[tuple[Any, ...]]) -> None:
         self._deferred = [Evidence.from_tuple(e) for e in saved]
 
 

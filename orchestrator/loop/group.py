@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,6 +71,12 @@ class Member:
     def in_warmup(self) -> bool:
         return self.step_id < self.info.warmup_steps
 
+    @property
+    def observation(self) -> np.ndarray:
+        """`obs` of a member acting in this step: `Group.step` lets only members that have one act."""
+        assert self.obs is not None, f"{self.name} acts without an observation"
+        return self.obs
+
 
 @dataclass
 class Plan:
@@ -86,7 +92,7 @@ class Recorder(Protocol):
     def decision(self, group: Group, m: Member, decision: Decision) -> None: ...
     def evaluation(self, group: Group, m: Member, result: EvalResult) -> None: ...
     def health_event(self, group: Group, m: Member, event: str) -> None: ...
-    def checkpoint(self, state: dict[str, Any]) -> None: ...
+    def checkpoint(self, state: dict[str, Any]) -> object: ...  # (RunRecorder: whether it wrote; not read here)
 
 
 class GroupError(UserError):
@@ -121,7 +127,7 @@ class Group:
 
     # ------------------------------------------------------------------ set-up
     @classmethod
-    async def connect(cls, clients: list[PeerClient], config: RunConfig,
+    async def connect(cls, clients: Sequence[PeerClient], config: RunConfig,
                       recorder: Recorder | None = None) -> Group:
         async def handshake(client: PeerClient) -> PeerInfo:
             try:
@@ -241,7 +247,7 @@ class Group:
         space = self.members[0].info.action_space
 
         async def ask(adviser: int, who: list[int]) -> dict[tuple[int, int], np.ndarray]:
-            states = np.stack([self.members[a].obs for a in who]).astype(np.float32)
+            states = np.stack([self.members[a].observation for a in who]).astype(np.float32)
             member = self.members[adviser]
             try:
                 actions = check_actions(await member.client.suggest(states, False), space, len(who), "actions")
@@ -269,7 +275,7 @@ class Group:
                 draw = draw_evidence(m.buffer, self.rng, self.evidence_batches())
             if not candidates and draw is None:
                 return m.index, None, []
-            q_states = np.repeat(m.obs[None].astype(np.float32), len(candidates), axis=0) if candidates else \
+            q_states = np.repeat(m.observation[None].astype(np.float32), len(candidates), axis=0) if candidates else \
                 empty_batch(obs_space)
             q_actions = np.stack([suggestions[(m.index, j)] for j in candidates]) if candidates else \
                 empty_batch(act_space)
@@ -336,7 +342,7 @@ class Group:
             result = await self._step_with_retry(m, action, draw)
             if result is None:
                 return
-            obs = m.obs
+            obs = m.observation
             m.step_id, m.steps = result.step_id, m.steps + 1
             if followed != NOBODY:
                 m.follow_counts[followed] += 1
@@ -432,10 +438,11 @@ class Group:
         # incomplete, so the orchestrator's own state is not written either (nothing to resume from).
         tags = await asyncio.gather(*(save(m) for m in learners
                                       if self.health.usable(m.index) and m.info.capabilities.checkpoints))
-        if len(tags) != len(learners) or None in tags:
+        saved = [tag for tag in tags if tag is not None]
+        if len(saved) != len(learners):  # a learner not asked, or one that did not save
             return False
         if self.recorder is not None:
-            self.recorder.checkpoint(self.state_dict(dict(zip([m.index for m in learners], tags, strict=True))))
+            self.recorder.checkpoint(self.state_dict(dict(zip([m.index for m in learners], saved, strict=True))))
         return True
 
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:

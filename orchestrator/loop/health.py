@@ -73,7 +73,7 @@ class HealthMonitor:
         self.probe_max_backoff_s = config.probe_max_backoff_s
         self.quarantine_steps = config.quarantine_steps
         self.ban_after = config.ban_after
-        self._probes: dict[int, asyncio.Task] = {}
+        self._probes: dict[int, asyncio.Task[None]] = {}
         self.redials = 0  # connections re-dialed after a missed deadline (reported by the netns test)
         self.events: list[tuple[float, int, str, str]] = []  # (time, group step, peer, event)
 

@@ -46,7 +46,8 @@ def softmax(values: np.ndarray, temperature: float) -> np.ndarray:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     z = np.asarray(values, dtype=np.float64) / temperature
     z = np.exp(z - np.max(z))
-    return z / z.sum()
+    probabilities: np.ndarray = z / z.sum()  # numpy's stubs: Any from a sum
+    return probabilities
 
 
 def choose(rng: np.random.Generator, values: np.ndarray, temperature: float) -> int:
@@ -62,7 +63,7 @@ def choose_from(rng: np.random.Generator, probabilities: np.ndarray) -> int:
 def td_targets(rewards: np.ndarray, v_next: np.ndarray, v_now: np.ndarray, terminated: np.ndarray,
                gamma: float, advantage: bool) -> np.ndarray:
     """Eq. 8: r + gamma * V(s') (masked at terminations, docs/algorithm.md difference 4), minus V(s) with advantage."""
-    target = rewards + gamma * (1.0 - terminated.astype(np.float64)) * v_next
+    target: np.ndarray = rewards + gamma * (1.0 - terminated.astype(np.float64)) * v_next
     return target - v_now if advantage else target
 
 

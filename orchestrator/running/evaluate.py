@@ -16,7 +16,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -129,7 +129,7 @@ def _first_frame(env_id: str, wrappers: list[str], seed: int) -> tuple[Any, Any,
         raise VideoUnavailable(f"task {env_id} does not render images (render modes: {', '.join(modes) or 'none'})")
     obs, _ = env.reset(seed=seed)
     try:
-        frame = env.render()
+        frame = cast(np.ndarray, env.render())  # render_mode="rgb_array": one image
     except gym.error.DependencyNotInstalled as err:  # CartPole's pygame, say
         env.close()
         raise VideoUnavailable(f"task {env_id} needs a package to render: {err}") from None

@@ -7,9 +7,9 @@ failure surfaces as `PeerCallError`, as it does from the in-process client (orch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import numpy as np
@@ -55,7 +55,7 @@ class GrpcPeerClient(PeerClient):
         self.deadlines = deadlines or Deadlines()
         self.security = security or ClientSecurity()
         self.options = options or channel_options()
-        self._closing: dict[asyncio.Task, grpc.aio.Channel] = {}  # old channels closing after a re-dial
+        self._closing: dict[asyncio.Task[None], grpc.aio.Channel] = {}  # old channels closing after a re-dial
         self.spare: grpc.aio.Channel | None = None
         self.hedges = 0  # calls sent a second time on the spare connection
         self.hedges_won = 0  # ... where the spare's reply came first
@@ -75,7 +75,7 @@ class GrpcPeerClient(PeerClient):
         self.spare_stub = peer_pb2_grpc.PeerServiceStub(self.spare)
         self.spare.get_state(try_to_connect=True)
 
-    def redial(self) -> asyncio.Task:
+    def redial(self) -> asyncio.Task[None]:
         """Drop the connection and dial again. After a partition or under loss the old TCP connection
         can sit in exponential retransmission backoff for seconds; a fresh channel retries every
         <= 1 s. Calls still in flight on the old channel get until their deadline, then are cancelled."""
@@ -99,7 +99,7 @@ class GrpcPeerClient(PeerClient):
             reply = await self.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
         except grpc.aio.AioRpcError:
             return False
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)  # (grpc_health is untyped: Any)
 
     async def _hedged(self, name: str, request: Any, timeout: float) -> Any:
         """Hedged call (Dean and Barroso, "The Tail at Scale"): after `hedge_s` without a reply the same
@@ -136,7 +136,8 @@ class GrpcPeerClient(PeerClient):
                 task.cancel()
 
     def _swap_primary_and_spare(self) -> None:
-        self.channel, self.spare = self.spare, self.channel
+        # only a hedge swaps, and a hedge goes out on the spare: there is one
+        self.channel, self.spare = cast(grpc.aio.Channel, self.spare), self.channel
         self.stub, self.spare_stub = self.spare_stub, self.stub
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -195,7 +196,7 @@ class GrpcPeerClient(PeerClient):
         return await self._call("Reset", wire.reset_request_to_proto(seed), wire.reset_reply_from_proto)
 
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_rows: Sequence[int] = ()) -> StepResult:
+                   next_observation_rows: Collection[int] = ()) -> StepResult:
         return await self._call("Step", wire.step_request_to_proto(step_id, action, v_states, next_observation_rows),
                                 wire.step_from_proto)
 

@@ -5,7 +5,8 @@ wiring, not loop: the loop's modules import no peer code (docs/architecture.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection
+from typing import TypeVar
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from orchestrator.loop.client import PeerCallError, PeerClient
 from peer_service.peer import Peer
 from peer_service.validation import status_of
 from peerlearn.messages import EvalResult, PeerInfo, StepResult
+
+R = TypeVar("R")
 
 
 class InprocPeerClient(PeerClient):
@@ -23,7 +26,7 @@ class InprocPeerClient(PeerClient):
         self.peer = peer
         self.address = f"inproc:{peer.config.peer_id}"
 
-    def _call(self, name: str, fn, *args):  # type: ignore[no-untyped-def]
+    def _call(self, name: str, fn: Callable[..., R], *args: object) -> R:
         self.calls += 1
         try:
             return fn(*args)
@@ -42,14 +45,15 @@ class InprocPeerClient(PeerClient):
     async def suggest(self, states: np.ndarray, deterministic: bool = False) -> np.ndarray:
         return self._call("Suggest", self.peer.suggest, states, deterministic)
 
-    async def evaluate(self, q_states, q_actions, v_states):  # type: ignore[no-untyped-def]
+    async def evaluate(self, q_states: np.ndarray, q_actions: np.ndarray,
+                       v_states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._call("Evaluate", self.peer.evaluate, q_states, q_actions, v_states)
 
     async def reset(self, seed: int | None) -> tuple[np.ndarray, int]:
         return self._call("Reset", self.peer.reset, seed)
 
     async def step(self, step_id: int, action: np.ndarray | None, v_states: np.ndarray | None = None,
-                   next_observation_rows: Sequence[int] = ()) -> StepResult:
+                   next_observation_rows: Collection[int] = ()) -> StepResult:
         return self._call("Step", self.peer.step, step_id, action, v_states, next_observation_rows)
 
     async def run_evaluation(self, episodes: int, seed: int) -> EvalResult:

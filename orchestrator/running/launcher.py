@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -149,11 +150,11 @@ class LocalPeers:
                 if time.monotonic() > deadline:
                     raise PeerStartError(f"peer {spec.peer_id} did not start within {self.start_timeout_s} s")
                 await asyncio.sleep(0.05)
-            port = port_file.read_text().strip()
-            self.addresses.append(f"127.0.0.1:{port}")
+            bound = port_file.read_text().strip()
+            self.addresses.append(f"127.0.0.1:{bound}")
             cmd = self.commands[len(self.addresses) - 1]
             if isinstance(cmd, list):  # a restart must come back on the same port
-                cmd[cmd.index("--port") + 1] = port
+                cmd[cmd.index("--port") + 1] = bound
         await asyncio.gather(*(wait_healthy(a, max(deadline - time.monotonic(), 1.0)) for a in self.addresses))
 
     async def supervise(self, max_restarts: int, on_restart: Callable[[int, int], None] | None = None,
@@ -174,7 +175,7 @@ class LocalPeers:
                     del due[i]
                     self.restarts[i] += 1
                     if on_restart is not None:
-                        on_restart(i, proc.returncode)
+                        on_restart(i, cast(int, proc.returncode))  # poll() above saw it exit
                     self.processes[i] = self._spawn(i)
             await asyncio.sleep(poll_s)
 

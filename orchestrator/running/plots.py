@@ -118,10 +118,10 @@ def write_plots(run_dir: Path) -> list[Path]:
     written.append(out / "learning_curves.png")
 
     group_csv = run_dir / "group.csv"
-    fig = choice_figure(group_csv)
-    if fig is not None:
-        fig.savefig(out / "trust.png", dpi=110)
-        plt.close(fig)
+    trust_fig = choice_figure(group_csv)
+    if trust_fig is not None:
+        trust_fig.savefig(out / "trust.png", dpi=110)
+        plt.close(trust_fig)
         written.append(out / "trust.png")
         rows = _read_csv(group_csv)
         names = [k.split("/", 1)[1] for k in rows[0] if k.startswith("agent_value/")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -41,9 +42,10 @@ class LiveView:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self.live is not None:
-            self.live.__exit__(*exc)
+            self.live.__exit__(exc_type, exc, tb)
             self.console.print()
 
     def update(self, group: Group, force: bool = False) -> None:

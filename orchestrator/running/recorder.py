@@ -34,7 +34,8 @@ from peerlearn.messages import EvalResult, StepResult
 from peerlearn.settings import task_in_name
 
 if TYPE_CHECKING:
-    from orchestrator.loop.group import Decision, Group, Member
+    from orchestrator.loop.group import Group, Member
+    from orchestrator.loop.reputation import Decision
 
 COMPONENTS = ("critic", "trust", "agent_values")
 
@@ -106,14 +107,14 @@ class RunRecorder:
                 self._open(f"evals/{m.name}", peer_dir / "evaluations.csv",
                            "step,time,mean_return,std_return,episodes,exact,returns\n", sizes)
         names = [m.name for m in group.members]
-        header = ["group_step", "time", "sps"]
-        header += [f"steps/{a}" for a in names]
-        header += [f"trust/{a}/{b}" for a in names for b in names]
-        header += [f"agent_value/{b}" for b in names]
-        header += [f"follow/{a}/{b}" for a in names for b in names]
-        header += [f"trust_norm/{a}/{b}" for a in names for b in names]
-        header += [f"select_prob/{a}/{b}" for a in names for b in names]
-        self._group_csv = self._open("group", self.run_dir / "group.csv", ",".join(header) + "\n", sizes)
+        columns = ["group_step", "time", "sps"]
+        columns += [f"steps/{a}" for a in names]
+        columns += [f"trust/{a}/{b}" for a in names for b in names]
+        columns += [f"agent_value/{b}" for b in names]
+        columns += [f"follow/{a}/{b}" for a in names for b in names]
+        columns += [f"trust_norm/{a}/{b}" for a in names for b in names]
+        columns += [f"select_prob/{a}/{b}" for a in names for b in names]
+        self._group_csv = self._open("group", self.run_dir / "group.csv", ",".join(columns) + "\n", sizes)
         self._open("decisions", self.run_dir / "decisions.csv",
                    "group_step,peer,candidate," + ",".join(COMPONENTS) + ",probability,followed\n", sizes)
         self._open("health", self.run_dir / "health.csv", "time,unix_time,group_step,peer,event\n", sizes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 
@@ -35,7 +36,7 @@ def make_env(task: str, render_mode: str | None = None, wrappers: Sequence[str] 
     (the module is imported first, so a user's own env registers itself), wrapped by `wrappers` in order
     (wrap_env)."""
     env_id = resolve_env_id(task)
-    kwargs: dict[str, object] = dict(MUJOCO_KWARGS.get(env_id, {}))
+    kwargs: dict[str, Any] = dict(MUJOCO_KWARGS.get(env_id, {}))
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     try:

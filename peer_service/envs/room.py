@@ -118,4 +118,6 @@ def register_rooms() -> None:
     for size, steps in EPISODE_STEPS.items():
         env_id = room_id(size)
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=RoomEnv, max_episode_steps=steps, kwargs={"size": size})
+            # gymnasium calls entry_point(**kwargs); its EnvCreator protocol types only a **kwargs signature
+            gym.register(env_id, entry_point=RoomEnv,  # type: ignore[arg-type]
+                         max_episode_steps=steps, kwargs={"size": size})

@@ -21,8 +21,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from peerlearn.settings import ENV_PREFIX, Parser, RunInterrupted, RunStopped, UserError, unknown_variables
+
+if TYPE_CHECKING:  # imported where a command runs: `--help` must stay fast
+    from orchestrator.config import RunConfig
+    from orchestrator.running.run import RunSummary
 
 DEFAULT_HELP = ("With no options, `peerlearn run` trains 3 DQN peers on Room-6 for 6,000 steps each over gRPC "
                 "(about 1-2 minutes on 2 cores); each peer reaches the exact optimum (47.10).")
@@ -57,11 +62,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, RunConfig.types(), field_help(), RunConfig().to_dict())
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> RunConfig:
     """Defaults < the TOML file < PEERLEARN_<FIELD> variables < flags (a resumed run: its own config.toml
     < flags; the environment is not read, so the continuation runs with the settings it started with)."""
-    from pathlib import Path
-
     from orchestrator.config import RunConfig
     from peerlearn.settings import env_name
 
@@ -103,7 +106,7 @@ def _report_peer_environment() -> None:
               "the run's config decides it and config.toml records it)", file=sys.stderr)
 
 
-def _print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(summary: RunSummary) -> None:
     print(f"results: {summary.run_dir}")
     for name, value in summary.final_eval.items():
         print(f"  {name}: final evaluation return {value:.2f}")

@@ -44,6 +44,7 @@ def _other_action(p: PeerUnderTest, action: np.ndarray) -> np.ndarray | None:
         if act_space.n < 2:
             return None
         return np.asarray((int(action) - act_space.start + 1) % act_space.n + act_space.start, dtype=np.int64)
+    assert act_space.low is not None and act_space.high is not None  # a Box has both (harness.Space)
     other = (
         (act_space.low + act_space.high) / 2
         if np.isfinite(act_space.low).all()

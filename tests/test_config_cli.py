@@ -78,7 +78,8 @@ def test_bad_values_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], arg
 
 
 def test_bad_toml_files_exit_2_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cases = {"unknown.toml": ("stpes = 5\n", "unknown key(s) stpes (did you mean steps?); known: adviser_choice, agent_value_"),
+    cases = {"unknown.toml": ("stpes = 5\n",
+                              "unknown key(s) stpes (did you mean steps?); known: adviser_choice, agent_value_"),
              "type.toml": ('steps = "many"\n', "steps: expected an integer, got 'many'"),
              "syntax.toml": ("steps = \n", "is not valid TOML"),
              "learner.toml": ("[learner]\nlearning_strats = 5\n",

@@ -92,7 +92,7 @@ class Recorder(Protocol):
     def decision(self, group: Group, m: Member, decision: Decision) -> None: ...
     def evaluation(self, group: Group, m: Member, result: EvalResult) -> None: ...
     def health_event(self, group: Group, m: Member, event: str) -> None: ...
-    def checkpoint(self, state: dict[str, Any]) -> object: ...  # (RunRecorder: whether it wrote; not read here)
+    def checkpoint(self, state: dict[str, Any]) -> object: ...  # False: not written (RunRecorder on a full disk)
 
 
 class GroupError(UserError):
@@ -442,7 +442,10 @@ class Group:
         if len(saved) != len(learners):  # a learner not asked, or one that did not save
             return False
         if self.recorder is not None:
-            self.recorder.checkpoint(self.state_dict(dict(zip([m.index for m in learners], saved, strict=True))))
+            # A recorder that could not write it (a full disk) says so: then no checkpoint of this step exists.
+            written = self.recorder.checkpoint(self.state_dict(dict(zip([m.index for m in learners], saved,
+                                                                        strict=True))))
+            return written is not False
         return True
 
     def state_dict(self, tags: dict[int, str]) -> dict[str, Any]:
